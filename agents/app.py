@@ -1,0 +1,29 @@
+"""The one Faust application of persona. Agents, tables and views import ``app`` from here."""
+
+from __future__ import annotations
+
+import faust
+
+from persona.settings import Settings
+
+__all__ = ["app", "settings"]
+
+settings = Settings.from_env()
+
+app = faust.App(
+    settings.app_id,
+    broker=settings.broker_url,
+    store="rocksdb://",
+    autodiscover=False,  # modules are imported explicitly by persona.agents.worker
+    topic_partitions=settings.partitions,
+    topic_replication_factor=settings.replication,
+    web_host=settings.web_host,
+    web_port=settings.web_port,
+    canonical_url=f"http://{settings.web_host}:{settings.web_port}",
+    key_serializer="raw",
+    value_serializer="raw",
+    table_standby_replicas=1,
+    # The changelog and forwarded records share the event loop with the agents: let the
+    # producer batch them instead of sending one request per record.
+    producer_linger=0.01,
+)

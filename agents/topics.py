@@ -1,0 +1,49 @@
+"""Kafka topics of persona, and creating them (idempotently) with the settings' partitions."""
+
+from __future__ import annotations
+
+import logging
+
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+from aiokafka.errors import TopicAlreadyExistsError
+
+from persona.agents.app import app, settings
+from persona.settings import Settings
+
+__all__ = ["events", "catalog", "dlq", "item_signals", "ensure_topics"]
+
+logger = logging.getLogger(__name__)
+
+events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
+catalog = app.topic(settings.catalog_topic, key_type=bytes, value_type=bytes)
+dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
+item_signals = app.topic(settings.item_signals_topic, key_type=bytes, value_type=bytes)
+
+COMPACTED = {"cleanup.policy": "compact"}
+
+
+def topic_specs(s: Settings) -> list[NewTopic]:
+    p, r = s.partitions, s.replication
+    return [
+        NewTopic(s.events_topic, p, r),
+        NewTopic(s.dlq_topic, p, r),
+        NewTopic(s.item_signals_topic, p, r),
+        NewTopic(s.catalog_topic, 1, r, topic_configs=COMPACTED),
+    ]
+
+
+async def ensure_topics(s: Settings = settings) -> list[str]:
+    """Create missing topics; return the names created. Existing topics are left as they are."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap, request_timeout_ms=10000)
+    await admin.start()
+    try:
+        existing = set(await admin.list_topics())
+        missing = [t for t in topic_specs(s) if t.name not in existing]
+        if missing:
+            try:
+                await admin.create_topics(missing)
+            except TopicAlreadyExistsError:  # another worker was quicker
+                pass
+        return [t.name for t in missing]
+    finally:
+        await admin.close()

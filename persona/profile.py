@@ -1,0 +1,110 @@
+"""Per-user state, updated by every event of that user.
+
+A :class:`Profile` is what the ``profiles`` table holds for a user: recent items with their
+event times, the current session, counts per event name, the cart, purchases and the ids of
+recently applied events (so a redelivered event is not counted twice).
+
+>>> from persona.events import parse_event
+>>> p = Profile("u1")
+>>> e = parse_event(b'{"event_id": "e1", "event_name": "view_item", "user_id": "u1",'
+...                 b' "session_id": "s1", "timestamp": 1700000000000, "items": [{"item_id": "7"}]}')
+>>> p.apply(e), p.apply(e)
+(True, False)
+>>> p.counts, p.recent, p.session["id"]
+({'view_item': 1}, [['7', 1700000000.0, 'view_item']], 's1')
+"""
+
+from __future__ import annotations
+
+import bisect
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from persona.events import Event
+
+__all__ = ["Profile", "SESSION_GAP_SECONDS"]
+
+MAX_RECENT = 50
+MAX_PURCHASED = 200
+MAX_CART = 50
+DEDUP_WINDOW = 256  # event ids remembered per user
+SESSION_GAP_SECONDS = 30 * 60
+ITEM_EVENTS = {"view_item", "select_item", "add_to_cart"}
+
+
+@dataclass
+class Profile:
+    """What persona knows about one user. Plain data: JSON in the table's changelog."""
+
+    user_id: str
+    recent: list[list[Any]] = field(default_factory=list)  # [item_id, ts, event_name], oldest first
+    session: dict[str, Any] = field(default_factory=dict)  # id, start, last, events
+    counts: dict[str, int] = field(default_factory=dict)
+    cart: list[str] = field(default_factory=list)
+    purchased: list[str] = field(default_factory=list)
+    first_seen: float = 0.0
+    last_seen: float = 0.0
+    applied: list[str] = field(default_factory=list)  # recent event ids, oldest first
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        return cls(**data)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def apply(self, event: Event) -> bool:
+        """Fold ``event`` into the profile; False (and no change) if it was applied before."""
+        if event.event_id in self.applied:
+            return False
+        self.applied.append(event.event_id)
+        del self.applied[:-DEDUP_WINDOW]
+        ts, name = event.ts, event.event_name
+        self._update_session(event.session_id, ts)
+        self.counts[name] = self.counts.get(name, 0) + 1
+        self.first_seen = min(self.first_seen or ts, ts)
+        self.last_seen = max(self.last_seen, ts)
+        if name in ITEM_EVENTS:
+            for item_id in event.item_ids:
+                bisect.insort(self.recent, [item_id, ts, name], key=lambda r: r[1])
+            del self.recent[:-MAX_RECENT]
+        if name == "add_to_cart":
+            self.cart = [i for i in self.cart if i not in event.item_ids] + event.item_ids
+            del self.cart[:-MAX_CART]
+        elif name == "remove_from_cart":
+            self.cart = [i for i in self.cart if i not in event.item_ids]
+        elif name == "purchase":
+            bought = event.item_ids
+            self.cart = [i for i in self.cart if i not in bought]
+            self.purchased = [i for i in self.purchased if i not in bought] + bought
+            del self.purchased[:-MAX_PURCHASED]
+        return True
+
+    def _update_session(self, session_id: str | None, ts: float) -> None:
+        s = self.session
+        expired = not s or ts - s.get("last", ts) > SESSION_GAP_SECONDS
+        if (session_id and session_id != s.get("id")) or (not session_id and expired):
+            self.session = {"id": session_id or f"auto-{int(ts)}", "start": ts, "last": ts, "events": 1}
+            return
+        s["start"] = min(s["start"], ts)
+        s["last"] = max(s["last"], ts)
+        s["events"] += 1
+
+    def recent_items(self, now: float, window: float) -> list[tuple[str, float, str]]:
+        """Items touched within ``window`` seconds before ``now``, newest first, one entry per item.
+
+        >>> p = Profile("u", recent=[["a", 100.0, "view_item"], ["b", 150.0, "view_item"],
+        ...                          ["a", 190.0, "add_to_cart"]])
+        >>> p.recent_items(now=200.0, window=60)
+        [('a', 10.0, 'add_to_cart'), ('b', 50.0, 'view_item')]
+        """
+        seen: set[str] = set()
+        out = []
+        for item_id, ts, name in reversed(self.recent):
+            age = now - ts
+            if age > window:
+                break
+            if item_id not in seen:
+                seen.add(item_id)
+                out.append((item_id, max(age, 0.0), name))
+        return out

@@ -1,0 +1,48 @@
+"""Settings, read once from the environment (``PERSONA_*``), with defaults for a laptop.
+
+>>> s = Settings.from_env({"PERSONA_PARTITIONS": "4", "PERSONA_WEB_PORT": "7000"})
+>>> s.partitions, s.web_port, s.bootstrap
+(4, 7000, '127.0.0.1:9092')
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, fields
+from typing import Mapping
+
+__all__ = ["Settings", "TOPICS"]
+
+
+@dataclass(frozen=True)
+class Settings:
+    app_id: str = "persona"
+    bootstrap: str = "127.0.0.1:9092"  # host:port[,host:port]
+    partitions: int = 8  # of persona.events and everything keyed like it
+    replication: int = 1
+    web_host: str = "127.0.0.1"
+    web_port: int = 6066
+    datadir: str = ".local/worker"
+    events_topic: str = "persona.events"
+    catalog_topic: str = "persona.catalog"
+    dlq_topic: str = "persona.events.dlq"
+    item_signals_topic: str = "persona.item-signals"
+    log_level: str = "info"
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
+        env = os.environ if env is None else env
+        values = {}
+        for f in fields(cls):
+            raw = env.get(f"PERSONA_{f.name.upper()}")
+            if raw is not None:
+                values[f.name] = int(raw) if f.type == "int" else raw
+        return cls(**values)
+
+    @property
+    def broker_url(self) -> str:
+        """Faust's broker URL: ``kafka://host:port;host:port``."""
+        return ";".join(f"kafka://{hp.strip()}" for hp in self.bootstrap.split(","))
+
+
+TOPICS = ("events_topic", "catalog_topic", "dlq_topic", "item_signals_topic")
