@@ -1,0 +1,29 @@
+"""State survives a worker restart: recovered from the changelog into a fresh RocksDB folder."""
+
+from __future__ import annotations
+
+import signal
+
+from .conftest import Worker, event, produce_events, wait_for
+
+
+def test_profile_survives_restart(deployment, tmp_path):
+    first = Worker(deployment, tmp_path / "a").start()
+    users = [f"restart-{i}" for i in range(20)]
+    produce_events(deployment, [event(u, items=("12855",)) for u in users])
+    produce_events(deployment, [event(u, "add_to_cart", items=("79931",)) for u in users[:5]])
+    wait_for(lambda: all(first.get(f"/users/{u}")[0] == 200 for u in users), timeout=20)
+    wait_for(lambda: all(first.get(f"/users/{u}")[1]["cart"] == ["79931"] for u in users[:5]), timeout=20)
+    before = {u: first.get(f"/users/{u}")[1] for u in users}
+    recs_before = first.get(f"/recommendations/{users[0]}")[1]
+    assert first.stop(signal.SIGTERM) == 0
+
+    # A new data folder: everything must come back from Kafka, not from the old RocksDB files.
+    second = Worker(deployment, tmp_path / "b").start()
+    try:
+        after = {u: second.get(f"/users/{u}")[1] for u in users}
+        assert after == before
+        recs_after = second.get(f"/recommendations/{users[0]}")[1]
+        assert [i["item_id"] for i in recs_after["items"]] == [i["item_id"] for i in recs_before["items"]]
+    finally:
+        second.stop()
