@@ -16,9 +16,14 @@ from persona.agents.app import app
 from persona.agents.ingest import owner_partition
 from persona.tables.state import profiles
 
-__all__ = ["forward_to_owner", "FORWARDED"]
+__all__ = ["forward_to_owner", "served_here", "FORWARDED", "SERVED_BY"]
 
 FORWARDED = "X-Persona-Forwarded-By"
+SERVED_BY = "X-Persona-Served-By"  # the worker that read the state, for operators and tests
+
+
+def served_here() -> dict[str, str]:
+    return {SERVED_BY: str(app.conf.canonical_url)}
 
 
 def owner_url(user_id: str) -> URL:
@@ -41,4 +46,5 @@ async def forward_to_owner(view: View, request: Request, user_id: str) -> Respon
     url = request.url.with_host(dest.host).with_port(dest.port)
     async with app.http_client.get(url, headers={FORWARDED: str(here)}) as resp:
         body = await resp.read()
-        return view.bytes(body, content_type=resp.content_type, status=resp.status)
+        headers = {SERVED_BY: resp.headers.get(SERVED_BY, str(dest))}
+        return view.bytes(body, content_type=resp.content_type, status=resp.status, headers=headers)

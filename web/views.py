@@ -17,7 +17,7 @@ from persona.agents.ingest import counters
 from persona.recommend import recommend
 from persona.profile import Profile
 from persona.tables.state import catalog, item_stats_everywhere, profiles, shop
-from persona.web.routing import forward_to_owner
+from persona.web.routing import forward_to_owner, served_here
 
 __all__ = ["RecommendationsView", "UserView", "HealthView"]
 
@@ -78,7 +78,7 @@ class RecommendationsView(View):
             "strategy": recs.strategy,
             "fallback": recs.fallback,
             "items": [item_view(r, products[r.item_id]) for r in recs.items if r.item_id in products],
-        })
+        }, headers=served_here())
 
 
 @app.page("/users/{user_id}")
@@ -88,8 +88,8 @@ class UserView(View):
             return forwarded
         stored = profiles.get(user_id)
         if not stored:
-            return self.error(404, f"no profile for user {user_id!r}")
-        return self.json(stored)
+            return self.error(404, f"no profile for user {user_id!r}", headers=served_here())
+        return self.json(stored, headers=served_here())
 
 
 @app.page("/health")

@@ -117,11 +117,15 @@ class Worker:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-lines:]) if self.log.exists() else ""
 
     def get(self, path: str) -> tuple[int, dict]:
+        return self.fetch(path)[:2]
+
+    def fetch(self, path: str) -> tuple[int, dict, dict]:
+        """Status, JSON body and headers of a GET."""
         try:
             with urllib.request.urlopen(self.url + path, timeout=10) as resp:
-                return resp.status, json.loads(resp.read())
+                return resp.status, json.loads(resp.read()), dict(resp.headers)
         except urllib.error.HTTPError as err:
-            return err.code, json.loads(err.read() or b"{}")
+            return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
 
 
 async def _produce(env: Env, topic: str, records: list[tuple[bytes | None, bytes]]) -> None:
