@@ -26,4 +26,5 @@ app = faust.App(
     # The changelog and forwarded records share the event loop with the agents: let the
     # producer batch them instead of sending one request per record.
     producer_linger=0.01,
+    producer_max_request_size=32 * 1024 * 1024,  # model snapshots (see topics.MODEL_BYTES)
 )

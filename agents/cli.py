@@ -77,6 +77,55 @@ def load_catalog(path: Path | None) -> None:
     click.echo(f"published {n} items from {path} to {s.catalog_topic}", err=True)
 
 
+@main.command("load-relations")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def load_relations(path: Path) -> None:
+    """Publish product relations (CSV: item_id,related_item_id,kind) for "goes well with" and rules."""
+    from persona.agents.tools import publish
+    from persona.companions import read_relations
+
+    relations = read_relations(path)
+    s = _settings()
+    records = ((item.encode(), orjson.dumps(related)) for item, related in relations.items())
+    n = asyncio.run(publish(s, s.relations_topic, records, total=len(relations), label="items"))
+    click.echo(f"published relations of {n} items to {s.relations_topic}", err=True)
+
+
+@main.group()
+def rules() -> None:
+    """The active rule set: check and publish (workers reload it without a restart)."""
+
+
+@rules.command("check")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def rules_check(path: Path) -> None:
+    """Validate a rule set file."""
+    from persona.rules import InvalidRules, parse_rules
+
+    try:
+        ruleset = parse_rules(path.read_bytes())
+    except InvalidRules as err:
+        raise click.ClickException(f"{path}: {err}") from None
+    click.echo(f"{path}: {len(ruleset.rules)} rules, version {ruleset.version}")
+
+
+@rules.command("publish")
+@click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path))
+def rules_publish(path: Path) -> None:
+    """Validate a rule set file and make it the active one on every worker."""
+    from persona.agents.tools import publish
+    from persona.rules import InvalidRules, parse_rules
+
+    raw = path.read_bytes()
+    try:
+        ruleset = parse_rules(raw)
+    except InvalidRules as err:
+        raise click.ClickException(f"{path}: {err} (nothing published)") from None
+    s = _settings()
+    asyncio.run(publish(s, s.rules_topic, [(b"active", raw)], total=1, label="rule sets"))
+    click.echo(f"published rule set {ruleset.version} ({len(ruleset.rules)} rules) to {s.rules_topic}", err=True)
+
+
 @main.command()
 @click.argument("path", type=click.Path(exists=True, dir_okay=False, path_type=Path), required=False)
 @click.option("--format", "fmt", type=click.Choice(["yoochoose", "diginetica", "sequences"]), default=None,

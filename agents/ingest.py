@@ -1,4 +1,6 @@
-"""From ``persona.events`` to per-user state: validate, dead-letter, dedupe, fold into the profile.
+"""From ``persona.events`` to state: validate, dead-letter, dedupe, fold into the profile, and
+send on what follows (see :func:`persona.pipeline.process`) to the item-keyed agents here and to
+the trainer.
 
 Events must be keyed by user id with Kafka's default (murmur2) partitioner, so that a user's
 events, profile and HTTP route all agree on one partition. An event found on another partition
@@ -16,16 +18,18 @@ from aiokafka.partitioner import murmur2
 
 from persona.agents import topics
 from persona.agents.app import app, settings
+from persona import trending
+from persona.covisit import apply_updates
 from persona.events import InvalidEvent, parse_event
+from persona.pipeline import Effects, process
 from persona.profile import Profile
-from persona.tables.state import item_stats, profiles
+from persona.tables.state import catalog, item_stats, neighbours, profiles
 
-__all__ = ["ingest", "count_item_signals", "counters", "owner_partition"]
+__all__ = ["ingest", "count_item_signals", "count_covisits", "counters", "owner_partition"]
 
 logger = logging.getLogger(__name__)
 
 counters: Counter[str] = Counter()  # this worker's own figures, for /health and logs
-ITEM_SIGNALS = {"view_item", "select_item", "add_to_cart", "purchase"}
 
 
 def owner_partition(user_id: str, partitions: int = settings.partitions) -> int:
@@ -52,7 +56,7 @@ async def dead_letter(message, reason: str) -> None:
     )
 
 
-@app.agent(topics.events)
+@app.agent(topics.interactions)
 async def ingest(stream):
     async for event in stream.events():
         message = event.message
@@ -68,27 +72,50 @@ async def ingest(stream):
             continue
         stored = profiles.get(e.user_id)
         profile = Profile.from_dict(stored) if stored else Profile(e.user_id)
-        if not profile.apply(e):
+        fx = process(profile, e, catalog.data)
+        if not fx.applied:
             counters["duplicates"] += 1
             continue
         profiles[e.user_id] = profile.to_dict()
         counters[e.event_name] += 1
         counters["applied"] += 1
-        if e.event_name in ITEM_SIGNALS:
-            for item in e.items:
-                signal = {"event": e.event_name, "n": item.quantity or 1}
-                await topics.item_signals.send(key=item.item_id.encode(), value=orjson.dumps(signal))
+        await send_effects(fx)
+
+
+async def send_effects(fx: Effects) -> None:
+    for item_id, name, n, ts in fx.item_signals:
+        await topics.item_signals.send(key=item_id.encode(), value=orjson.dumps([name, n, ts]))
+    for item_id, other, weight in fx.covisit:
+        await topics.covisit.send(key=item_id.encode(), value=orjson.dumps([other, weight]))
+    for example in fx.examples:
+        await topics.training.send(key=example["model"].encode(), value=orjson.dumps(example))
 
 
 @app.agent(topics.item_signals)
 async def count_item_signals(stream):
+    """Per item: counts per event name (best-sellers) and event-time windows (trending)."""
     async for key, value in stream.items():
         try:
-            item_id, signal = key.decode(), orjson.loads(value)
-            name, n = signal["event"], int(signal["n"])
-        except (AttributeError, ValueError, KeyError, TypeError) as err:
+            item_id, (name, n, ts) = key.decode(), orjson.loads(value)
+            n, ts = int(n), float(ts)
+        except (AttributeError, ValueError, TypeError) as err:
             logger.warning("ignoring malformed item signal %r: %s", value, err)
             continue
-        stats = dict(item_stats.get(item_id) or {})
-        stats[name] = stats.get(name, 0) + n
-        item_stats[item_id] = stats
+        stats = item_stats.get(item_id) or {"counts": {}, "windows": {}}
+        counts = dict(stats["counts"])
+        counts[name] = counts.get(name, 0) + n
+        windows = trending.add(stats["windows"], ts, trending.WEIGHTS.get(name, 0.0) * n)
+        item_stats[item_id] = {"counts": counts, "windows": windows}
+
+
+@app.agent(topics.covisit)
+async def count_covisits(stream):
+    """Per item: its co-visited items, repartitioned here by item from the per-user stream."""
+    async for key, value in stream.items():
+        try:
+            item_id, (other, weight) = key.decode(), orjson.loads(value)
+            weight = float(weight)
+        except (AttributeError, ValueError, TypeError) as err:
+            logger.warning("ignoring malformed co-visit %r: %s", value, err)
+            continue
+        neighbours[item_id] = apply_updates(neighbours.get(item_id) or {}, [(other, weight)])

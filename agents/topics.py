@@ -10,25 +10,41 @@ from aiokafka.errors import TopicAlreadyExistsError
 from persona.agents.app import app, settings
 from persona.settings import Settings
 
-__all__ = ["events", "catalog", "dlq", "item_signals", "ensure_topics"]
+__all__ = ["events", "impressions", "interactions", "catalog", "dlq", "item_signals", "covisit", "training", "models", "rules", "relations",
+           "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
 events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
+impressions = app.topic(settings.impressions_topic, key_type=bytes, value_type=bytes)
+# What the ingest agent reads: storefront events, and the recommendations the workers served.
+interactions = app.topic(settings.events_topic, settings.impressions_topic, key_type=bytes, value_type=bytes)
 catalog = app.topic(settings.catalog_topic, key_type=bytes, value_type=bytes)
 dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
 item_signals = app.topic(settings.item_signals_topic, key_type=bytes, value_type=bytes)
+covisit = app.topic(settings.covisit_topic, key_type=bytes, value_type=bytes)
+training = app.topic(settings.training_topic, key_type=bytes, value_type=bytes)
+models = app.topic(settings.models_topic, key_type=bytes, value_type=bytes)
+rules = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes)
+relations = app.topic(settings.relations_topic, key_type=bytes, value_type=bytes)
 
 COMPACTED = {"cleanup.policy": "compact"}
+MODEL_BYTES = 32 * 1024 * 1024  # a model snapshot is one record
 
 
 def topic_specs(s: Settings) -> list[NewTopic]:
     p, r = s.partitions, s.replication
     return [
         NewTopic(s.events_topic, p, r),
+        NewTopic(s.impressions_topic, p, r),  # co-partitioned with events: both update profiles
         NewTopic(s.dlq_topic, p, r),
         NewTopic(s.item_signals_topic, p, r),
+        NewTopic(s.covisit_topic, p, r),
+        NewTopic(s.training_topic, 1, r),  # one trainer: every example in one order
         NewTopic(s.catalog_topic, 1, r, topic_configs=COMPACTED),
+        NewTopic(s.rules_topic, 1, r, topic_configs=COMPACTED),
+        NewTopic(s.relations_topic, 1, r, topic_configs=COMPACTED),
+        NewTopic(s.models_topic, 1, r, topic_configs={**COMPACTED, "max.message.bytes": str(MODEL_BYTES)}),
     ]
 
 

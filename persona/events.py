@@ -60,6 +60,9 @@ class Item(BaseModel):
     item_category: str | None = None
     price: float | None = Field(default=None, ge=0)
     quantity: int | None = Field(default=None, ge=0)
+    index: int | None = Field(default=None, ge=0)  # position in a list (view_item_list)
+    item_list_id: str | None = None  # for recommendations: the generator that proposed the item
+    item_list_name: str | None = None  # for recommendations: the slot (home, product, cart...)
 
     @field_validator("item_id", mode="before")
     @classmethod

@@ -7,16 +7,16 @@ touched yet still ranks by its Bayesian-averaged customer rating, so a cold shop
 >>> products = [Product(item_id="a", brand="X", name="A", rating=4.8, reviews=200),
 ...             Product(item_id="b", brand="Y", name="B", rating=5.0, reviews=1),
 ...             Product(item_id="c", brand="Z", name="C", rating=0.0, reviews=0)]
->>> [i for i, _ in best_sellers(products, {}, n=3)]
+>>> [i for i, _ in best_sellers(products, {}.get, n=3)]
 ['a', 'b', 'c']
->>> [i for i, _ in best_sellers(products, {"c": {"purchase": 3}}, n=3)]
+>>> [i for i, _ in best_sellers(products, {"c": {"purchase": 3}}.get, n=3)]
 ['c', 'a', 'b']
 """
 
 from __future__ import annotations
 
 import math
-from typing import Iterable, Mapping
+from typing import Callable, Iterable, Mapping
 
 from persona.catalog import Product
 
@@ -38,9 +38,12 @@ def signal(counts: Mapping[str, float]) -> float:
 
 
 def best_sellers(
-    products: Iterable[Product], stats: Mapping[str, Mapping[str, float]], n: int = 10
+    products: Iterable[Product], counts_of: Callable[[str], Mapping[str, float] | None], n: int = 10
 ) -> list[tuple[str, float]]:
-    """Top ``n`` items by live signal (log-scaled) plus the rating prior, best first."""
-    scored = [(p.item_id, math.log1p(signal(stats.get(p.item_id, {}))) + prior(p)) for p in products]
+    """Top ``n`` items by live signal (log-scaled) plus the rating prior, best first.
+
+    ``counts_of(item_id)`` gives the item's counts per event name (or None).
+    """
+    scored = [(p.item_id, math.log1p(signal(counts_of(p.item_id) or {})) + prior(p)) for p in products]
     scored.sort(key=lambda s: (-s[1], s[0]))
     return [(i, round(s, 6)) for i, s in scored[:n]]

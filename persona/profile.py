@@ -45,6 +45,7 @@ class Profile:
     first_seen: float = 0.0
     last_seen: float = 0.0
     applied: list[str] = field(default_factory=list)  # recent event ids, oldest first
+    impressions: dict[str, Any] = field(default_factory=dict)  # rec_id -> what was shown, until clicked
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Profile":

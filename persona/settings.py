@@ -27,6 +27,13 @@ class Settings:
     catalog_topic: str = "persona.catalog"
     dlq_topic: str = "persona.events.dlq"
     item_signals_topic: str = "persona.item-signals"
+    impressions_topic: str = "persona.impressions"
+    covisit_topic: str = "persona.covisit"
+    training_topic: str = "persona.training"
+    models_topic: str = "persona.models"
+    rules_topic: str = "persona.rules"
+    relations_topic: str = "persona.relations"
+    snapshot_every: float = 5.0  # seconds between model snapshots published by the trainer
     log_level: str = "info"
 
     @classmethod
@@ -36,7 +43,7 @@ class Settings:
         for f in fields(cls):
             raw = env.get(f"PERSONA_{f.name.upper()}")
             if raw is not None:
-                values[f.name] = int(raw) if f.type == "int" else raw
+                values[f.name] = {"int": int, "float": float}.get(f.type, str)(raw)
         return cls(**values)
 
     @property
@@ -45,4 +52,4 @@ class Settings:
         return ";".join(f"kafka://{hp.strip()}" for hp in self.bootstrap.split(","))
 
 
-TOPICS = ("events_topic", "catalog_topic", "dlq_topic", "item_signals_topic")
+TOPICS = tuple(f.name for f in fields(Settings) if f.name.endswith("_topic"))

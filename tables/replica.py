@@ -3,7 +3,9 @@
 This is what Faust's GlobalTable promises; GlobalTable loses records when several workers run
 (faust-streaming #283), so every worker reads all partitions itself, without a consumer group,
 from the beginning. ``ready`` is set once the copy has caught up with the end offsets seen at
-start; a record with a null value (tombstone) deletes its key.
+start; a record with a null value (tombstone) deletes its key. A record whose value does not decode
+is rejected: the key keeps its previous value and ``rejected[key]`` says why (this is how an
+invalid rule set leaves the previous one active).
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ class Replica:
         self.decode_value = decode_value
         self.on_change = on_change
         self.data: dict[Any, Any] = {}
+        self.rejected: dict[Any, str] = {}
         self.ready = asyncio.Event()
         self.version = 0  # bumped on every applied batch: a cheap "has it changed" for caches
 
@@ -49,12 +52,18 @@ class Replica:
         for rec in records:
             try:
                 key = self.decode_key(rec.key)
-                if rec.value is None:
-                    self.data.pop(key, None)
-                else:
-                    self.data[key] = self.decode_value(rec.value)
             except Exception as err:  # a bad record must not stop the copy
-                logger.warning("%s: skipping record at offset %s: %s", self.topic, rec.offset, err)
+                logger.warning("%s: skipping record with bad key at offset %s: %s", self.topic, rec.offset, err)
+                continue
+            if rec.value is None:
+                self.data.pop(key, None)
+                continue
+            try:
+                self.data[key] = self.decode_value(rec.value)
+                self.rejected.pop(key, None)
+            except Exception as err:
+                self.rejected[key] = f"offset {rec.offset}: {err}"
+                logger.warning("%s: rejected %r at offset %s: %s", self.topic, key, rec.offset, err)
         self.version += 1
         if self.on_change:
             self.on_change()

@@ -1,79 +1,140 @@
-"""The state persona keeps: per-user profiles, per-item signals, and every worker's catalog copy.
+"""The state persona keeps, and every worker's read-only copies of what all workers need.
 
-- ``profiles``: user id -> :class:`persona.profile.Profile` as a dict, RocksDB-backed and
-  changelogged, partitioned like ``persona.events`` (by user).
-- ``item_stats``: item id -> counts per event name, written by the partition that owns the item.
-- ``catalog`` and ``item_stats_everywhere``: full copies on every worker (see :mod:`.replica`).
+Partitioned tables (RocksDB, changelogged), written by the agent that owns the key:
+
+- ``profiles``: user id -> :class:`persona.profile.Profile` as a dict (partitioned like events).
+- ``item_stats``: item id -> ``{"counts": {event: n}, "windows": {bucket: weight}}``.
+- ``neighbours``: item id -> ``{neighbour id: co-visitation weight}``.
+
+Copies on every worker (:class:`.replica.Replica`): the catalog, the two item tables' changelogs,
+model snapshots, the active rule set and product relations. :class:`Shop` turns them into the
+blender's :class:`persona.blend.Sources`, rebuilding what is derived only when a copy changed.
 """
 
 from __future__ import annotations
 
 import time
+from typing import Sequence
 
 import orjson
 
 from persona.agents.app import app, settings
+from persona.blend import Sources
 from persona.catalog import Product
+from persona.companions import Companions
+from persona.covisit import position_weights
+from persona.models import loads as load_model
+from persona.models import session_features
 from persona.popularity import best_sellers
+from persona.rules import RuleSet, load_default_rules, parse_rules
 from persona.similarity import ContentIndex
 from persona.tables.replica import Replica
+from persona.trending import in_category, trending
 
-__all__ = ["profiles", "item_stats", "catalog", "item_stats_everywhere", "shop"]
+__all__ = ["profiles", "item_stats", "neighbours", "catalog", "item_stats_everywhere", "neighbours_everywhere",
+           "models", "rules", "relations", "shop", "ACTIVE_RULES"]
 
-profiles = app.Table(
-    "profiles", key_type=str,
-    default=None, partitions=settings.partitions, help="user id -> profile",
-)
-item_stats = app.Table(
-    "item_stats", key_type=str,
-    default=None, partitions=settings.partitions, help="item id -> counts per event name",
-)
+ACTIVE_RULES = "active"  # the key of the rule set in the rules topic
 
-
-def _product(raw: bytes) -> Product:
-    return Product.model_validate_json(raw)
+profiles = app.Table("profiles", key_type=str, default=None, partitions=settings.partitions,
+                     help="user id -> profile")
+item_stats = app.Table("item_stats", key_type=str, default=None, partitions=settings.partitions,
+                       help="item id -> counts and trending windows")
+neighbours = app.Table("neighbours", key_type=str, default=None, partitions=settings.partitions,
+                       help="item id -> co-visited items with decayed weights")
 
 
-catalog = Replica(settings.catalog_topic, bytes.decode, _product)
-item_stats_everywhere = Replica(item_stats.changelog_topic.get_topic_name(), orjson.loads, orjson.loads)
+def _changelog(table) -> str:
+    return table.changelog_topic.get_topic_name()
+
+
+catalog = Replica(settings.catalog_topic, bytes.decode, Product.model_validate_json)
+item_stats_everywhere = Replica(_changelog(item_stats), orjson.loads, orjson.loads)
+neighbours_everywhere = Replica(_changelog(neighbours), orjson.loads, orjson.loads)
+models = Replica(settings.models_topic, bytes.decode, load_model)
+rules = Replica(settings.rules_topic, bytes.decode, parse_rules)
+relations = Replica(settings.relations_topic, bytes.decode, lambda v: [tuple(r) for r in orjson.loads(v)])
+REPLICAS = (catalog, item_stats_everywhere, neighbours_everywhere, models, rules, relations)
+
+
+def covisited(session: Sequence[str], k: int) -> list[tuple[str, float, str]]:
+    """Neighbours of the session's items, the latest view weighing most: (item, score, because)."""
+    scores: dict[str, float] = {}
+    because: dict[str, tuple[float, str]] = {}
+    for source, weight in position_weights(session).items():
+        for other, w in (neighbours_everywhere.get(source) or {}).items():
+            part = weight * w
+            scores[other] = scores.get(other, 0.0) + part
+            if part > because.get(other, (0.0, ""))[0]:
+                because[other] = (part, source)
+    top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
+    return [(i, s, because[i][1]) for i, s in top]
 
 
 class Shop:
-    """Derived views of the replicas that serving needs, rebuilt only when a replica changed."""
+    """What serving derives from the replicas, rebuilt only when they change."""
 
-    BEST_SELLERS_EVERY = 1.0  # seconds between best-seller recomputations at most
+    REFRESH_EVERY = 1.0  # seconds between recomputations of rankings over the whole catalog
 
     def __init__(self) -> None:
-        self._index: ContentIndex | None = None
-        self._index_version = -1
-        self._best: list[tuple[str, float]] = []
-        self._best_key = (-1, -1)
-        self._best_at = 0.0
+        self._built: dict[object, tuple[object, object]] = {}
+
+    def _cached(self, name: object, key: object, build):
+        if name not in self._built or self._built[name][0] != key:
+            self._built[name] = (key, build())
+        return self._built[name][1]
 
     @property
     def index(self) -> ContentIndex:
-        if self._index is None or self._index_version != catalog.version:
-            self._index = ContentIndex(catalog.data.values())
-            self._index_version = catalog.version
-        return self._index
+        return self._cached("index", catalog.version, lambda: ContentIndex(catalog.data.values()))
 
-    def best_sellers(self, n: int = 100) -> list[tuple[str, float]]:
-        key = (catalog.version, item_stats_everywhere.version)
-        now = time.monotonic()
-        if key != self._best_key and (now - self._best_at >= self.BEST_SELLERS_EVERY or not self._best):
-            self._best = best_sellers(catalog.data.values(), item_stats_everywhere.data, n=n)
-            self._best_key, self._best_at = key, now
-        return self._best
+    @property
+    def companions(self) -> Companions:
+        return self._cached("companions", (catalog.version, relations.version),
+                            lambda: Companions(catalog.data.values(), relations.data))
+
+    @property
+    def rules(self) -> RuleSet:
+        return rules.get(ACTIVE_RULES) or load_default_rules()
+
+    def _tick(self) -> tuple[int, int]:
+        return catalog.version, int(time.monotonic() / self.REFRESH_EVERY)
+
+    def best_sellers(self) -> list[tuple[str, float]]:
+        return self._cached("best", self._tick(), lambda: best_sellers(
+            catalog.data.values(), lambda i: (item_stats_everywhere.get(i) or {}).get("counts"), n=300))
+
+    def trending(self, category: str | None = None, n: int = 20) -> list[tuple[str, float]]:
+        """Trending items, optionally in a category (a family, concentration or gender)."""
+        where = (lambda p: in_category(p, category)) if category else None
+        windows = lambda i: (item_stats_everywhere.get(i) or {}).get("windows")  # noqa: E731
+        return self._cached(("trending", category, n), self._tick(),
+                            lambda: trending(catalog.data.values(), windows, time.time(), n, where))
+
+    def sources(self) -> Sources:
+        intent, reranker, cf = (models.get(name) for name in ("intent", "reranker", "cf"))
+        products = catalog.data
+        return Sources(
+            catalog=products, index=self.index, companions=self.companions, best=self.best_sellers(),
+            rules=self.rules,
+            trending=self.trending,
+            covisit=covisited,
+            collaborative=(lambda user, k: cf.top(user, k)) if cf else None,
+            intent=(lambda p, now: intent.predict(session_features(p, now, products))) if intent else None,
+            click_probability=(lambda c, rank, p, slot: reranker.predict(reranker.features(
+                products[c.item_id], c.source, c.score, rank, slot, p, products))) if reranker else None,
+        )
 
 
 shop = Shop()
 
 
-@app.task
-async def follow_catalog() -> None:
-    await catalog.run(settings.bootstrap)
+def _follow(replica: Replica):
+    async def follow() -> None:
+        await replica.run(settings.bootstrap)
+    follow.__name__ = f"follow_{replica.topic}"
+    return follow
 
 
-@app.task
-async def follow_item_stats() -> None:
-    await item_stats_everywhere.run(settings.bootstrap)
+for _replica in REPLICAS:
+    app.task(_follow(_replica))

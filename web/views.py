@@ -1,7 +1,7 @@
-"""HTTP API of a worker: recommendations, profiles, health.
+"""HTTP API of a worker: recommendations, related items, trending, profiles, rules, models, health.
 
-Every per-user route is answered by the worker that owns the user (see :mod:`.routing`), so any
-worker can be asked about any user.
+Per-user routes are answered by the worker that owns the user (see :mod:`.routing`), so any
+worker can be asked about any user. Every served recommendation is logged as an impression.
 """
 
 from __future__ import annotations
@@ -10,18 +10,24 @@ import time
 import uuid
 from pathlib import Path
 
+import orjson
 from faust.web import Request, Response, View
 
+from persona.agents import topics
 from persona.agents.app import app
-from persona.agents.ingest import counters
-from persona.recommend import recommend
+from persona.agents.ingest import counters, owner_partition
+from persona.blend import Request as BlendRequest
+from persona.blend import blend, related
 from persona.profile import Profile
-from persona.tables.state import catalog, item_stats_everywhere, profiles, shop
+from persona.rules import Candidate
+from persona.tables.state import ACTIVE_RULES, catalog, item_stats_everywhere, models, profiles, rules, shop
 from persona.web.routing import forward_to_owner, served_here
 
-__all__ = ["RecommendationsView", "UserView", "HealthView"]
+__all__ = ["RecommendationsView", "RelatedView", "TrendingView", "UserView", "RulesView", "ModelsView",
+           "HealthView"]
 
 MAX_N = 100
+MAX_TEXT = 64
 STATIC = Path(__file__).parent / "static"
 
 
@@ -42,43 +48,82 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     return value
 
 
-def item_view(rec, product) -> dict:
-    return {
-        "item_id": rec.item_id,
-        "name": product.name,
-        "brand": product.brand,
-        "category": product.category,
-        "family": product.family,
-        "price": product.price,
-        "image": product.image,
-        "score": rec.score,
-        "reasons": rec.reasons,
-        "source": rec.source,
+def text_param(request: Request, name: str) -> str | None:
+    raw = request.query.get(name)
+    if raw is not None and not 0 < len(raw) <= MAX_TEXT:
+        raise BadRequest(f"{name} must have 1 to {MAX_TEXT} characters")
+    return raw
+
+
+def item_view(c: Candidate) -> dict:
+    p = catalog.data[c.item_id]
+    return {"item_id": c.item_id, "name": p.name, "brand": p.brand, "category": p.category, "family": p.family,
+            "gender": p.gender, "price": p.price, "image": p.image, "score": round(c.score, 6),
+            "reasons": c.reasons, "source": c.source}
+
+
+class CatalogView(View):
+    """A view that needs the catalog copy: 503 until it has caught up."""
+
+    async def dispatch(self, request: Request) -> Response:
+        if not catalog.ready.is_set():
+            return self.error(503, "catalog not loaded yet", headers={"Retry-After": "1"})
+        try:
+            return await super().dispatch(request)
+        except BadRequest as err:
+            return self.error(400, str(err))
+
+
+async def log_impression(user_id: str, rec_id: str, slot: str | None, items: list[Candidate]) -> None:
+    """The served list, as a GA4 view_item_list, on the impressions topic (keyed like events)."""
+    impression = {
+        "event_id": rec_id, "event_name": "view_item_list", "user_id": user_id, "rec_id": rec_id,
+        "timestamp": int(time.time() * 1000),
+        "items": [{"item_id": c.item_id, "index": n, "item_list_id": c.source, "item_list_name": slot}
+                  for n, c in enumerate(items)],
     }
+    await topics.impressions.send(key=user_id.encode(), value=orjson.dumps(impression),
+                                  partition=owner_partition(user_id))
 
 
 @app.page("/recommendations/{user_id}")
-class RecommendationsView(View):
+class RecommendationsView(CatalogView):
     async def get(self, request: Request, user_id: str) -> Response:
-        try:
-            n = int_param(request, "n", 10, 1, MAX_N)
-        except BadRequest as err:
-            return self.error(400, str(err))
-        if not catalog.ready.is_set():
-            return self.error(503, "catalog not loaded yet", headers={"Retry-After": "1"})
+        req = BlendRequest(n=int_param(request, "n", 10, 1, MAX_N), now=time.time(),
+                           slot=text_param(request, "slot"), item_id=text_param(request, "item_id"),
+                           category=text_param(request, "category"))
+        if req.item_id is not None and req.item_id not in catalog.data:
+            return self.error(404, f"no item {req.item_id!r} in the catalog")
         if (forwarded := await forward_to_owner(self, request, user_id)) is not None:
             return forwarded
         stored = profiles.get(user_id)
-        profile = Profile.from_dict(stored) if stored else None
-        recs = recommend(profile, shop.index, shop.best_sellers(), now=time.time(), n=n)
-        products = catalog.data
+        out = blend(Profile.from_dict(stored) if stored else None, req, shop.sources())
+        rec_id = uuid.uuid4().hex
+        await log_impression(user_id, rec_id, req.slot, out.items)
         return self.json({
-            "user_id": user_id,
-            "rec_id": uuid.uuid4().hex,
-            "strategy": recs.strategy,
-            "fallback": recs.fallback,
-            "items": [item_view(r, products[r.item_id]) for r in recs.items if r.item_id in products],
+            "user_id": user_id, "rec_id": rec_id, "strategy": out.strategy, "fallback": out.fallback,
+            "intent": out.intent, "stage": out.stage, "rules_fired": out.fired,
+            "items": [item_view(c) for c in out.items],
         }, headers=served_here())
+
+
+@app.page("/items/{item_id}/related")
+class RelatedView(CatalogView):
+    async def get(self, request: Request, item_id: str) -> Response:
+        n = int_param(request, "n", 10, 1, MAX_N)
+        if item_id not in catalog.data:
+            return self.error(404, f"no item {item_id!r} in the catalog")
+        return self.json({"item_id": item_id, "items": [item_view(c) for c in related(item_id, shop.sources(), n)]})
+
+
+@app.page("/trending")
+class TrendingView(CatalogView):
+    async def get(self, request: Request) -> Response:
+        n = int_param(request, "n", 10, 1, MAX_N)
+        category = text_param(request, "category")
+        label = f"trending in {category}" if category else "trending now"
+        found = [Candidate(i, s, "trending", [label]) for i, s in shop.trending(category, n)]
+        return self.json({"category": category, "items": [item_view(c) for c in found]})
 
 
 @app.page("/users/{user_id}")
@@ -90,6 +135,22 @@ class UserView(View):
         if not stored:
             return self.error(404, f"no profile for user {user_id!r}", headers=served_here())
         return self.json(stored, headers=served_here())
+
+
+@app.page("/rules")
+class RulesView(View):
+    async def get(self, request: Request) -> Response:
+        active = shop.rules
+        return self.json({"version": active.version, "source": "topic" if rules.get(ACTIVE_RULES) else "default",
+                          "rules": active.model_dump(mode="json", exclude_none=True)["rules"],
+                          "rejected": rules.rejected.get(ACTIVE_RULES)})
+
+
+@app.page("/models")
+class ModelsView(View):
+    async def get(self, request: Request) -> Response:
+        return self.json({name: {"version": m.version, **(m.metrics() if hasattr(m, "metrics") else {})}
+                          for name, m in models.data.items()})
 
 
 @app.page("/health")

@@ -1,0 +1,191 @@
+"""The decision engine: candidates from every generator, one score, rules, explanations.
+
+:func:`blend` asks each generator for candidates (content similarity to what the shopper touched
+recently, session co-visitation, trending, collaborative filtering, best-sellers as the floor),
+normalises each generator's scores to [0, 1], weights them by the shopper's intent (a focused
+shopper gets more of what is close to the current item, a browsing one more of what is popular),
+adjusts by the re-ranker's click probability, then lets the rule set boost, pin, filter and
+exclude. Every item keeps the reasons of the generators that proposed it.
+
+>>> from persona.catalog import Product
+>>> from persona.profile import Profile
+>>> products = [Product(item_id=i, brand=b, name=i.upper(), family=f, notes=n) for i, b, f, n in [
+...     ("a", "X", "woody", "cedar, vetiver"), ("b", "Y", "woody", "cedar, vetiver"),
+...     ("c", "Z", "floral", "rose"), ("d", "Z", "floral", "rose, musk")]]
+>>> src = Sources.of(products, best=[("c", 1.0), ("d", 0.9)])
+>>> user = Profile("u1", recent=[["a", 1000.0, "view_item"]], last_seen=1000.0)
+>>> out = blend(user, Request(n=3, now=1060.0), src)
+>>> out.strategy, out.fallback, [c.item_id for c in out.items]
+('personalized', False, ['b', 'c', 'd'])
+>>> out.items[0].reasons
+['similar to X A you viewed 1 min ago (cedar, vetiver)']
+>>> blend(None, Request(n=2, now=0.0), src).fallback
+True
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from typing import Callable, Mapping, Sequence
+
+from persona.catalog import Product
+from persona.companions import Companions
+from persona.profile import Profile
+from persona.recommend import RECENT_WINDOW, recently_viewed
+from persona.rules import Candidate, Context, RuleSet, apply_rules, load_default_rules
+from persona.similarity import ContentIndex
+from persona.trending import in_category
+
+__all__ = ["Sources", "Request", "Blended", "blend", "related", "WEIGHTS"]
+
+# Generator weights at intent 0 and at intent 1 (linear in between).
+WEIGHTS = {
+    "content": (0.8, 1.6),
+    "covisit": (0.8, 1.4),
+    "cf": (0.6, 0.5),
+    "trending": (0.6, 0.2),
+    "best_sellers": (0.05, 0.05),
+}
+FILL_FACTOR = 3  # best-sellers offered to the rules, per requested item
+
+
+@dataclass
+class Request:
+    n: int = 10
+    now: float = 0.0
+    slot: str | None = None
+    item_id: str | None = None  # product-page context
+    category: str | None = None  # keep items of this family, concentration or gender
+
+
+@dataclass
+class Sources:
+    """Everything the blender reads. Generators that are not available are None."""
+
+    catalog: Mapping[str, Product]
+    index: ContentIndex
+    companions: Companions
+    best: list[tuple[str, float]]
+    rules: RuleSet
+    trending: Callable[[str | None, int], list[tuple[str, float]]] | None = None  # (category, n)
+    covisit: Callable[[Sequence[str], int], list[tuple[str, float, str]]] | None = None
+    collaborative: Callable[[str, int], list[tuple[str, float]]] | None = None
+    intent: Callable[[Profile, float], float] | None = None
+    click_probability: Callable[[Candidate, int, Profile | None, str | None], float] | None = None
+
+    @classmethod
+    def of(cls, products: Sequence[Product], best: list[tuple[str, float]], **generators) -> "Sources":
+        """Sources over a product list, with content similarity, companions and default rules."""
+        return cls(catalog={p.item_id: p for p in products}, index=ContentIndex(products),
+                   companions=Companions(products), best=best, rules=load_default_rules(), **generators)
+
+
+@dataclass
+class Blended:
+    strategy: str
+    fallback: bool
+    items: list[Candidate]
+    intent: float | None = None
+    stage: str | None = None
+    fired: list[str] = field(default_factory=list)
+
+
+def _normalised(pairs: Sequence[tuple[str, float]]) -> list[tuple[str, float]]:
+    top = max((s for _, s in pairs), default=0.0)
+    return [(i, s / top) for i, s in pairs] if top > 0 else []
+
+
+def _dominant_family(profile: Profile, catalog: Mapping[str, Product], now: float) -> str | None:
+    families = Counter(catalog[i].family for i, _, _ in profile.recent_items(now, RECENT_WINDOW) if i in catalog)
+    return families.most_common(1)[0][0] if families else None
+
+
+def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
+              exclude: set[str]) -> dict[str, list[Candidate]]:
+    """Candidates per generator, scores normalised to [0, 1]."""
+    out: dict[str, list[Candidate]] = {}
+    anchor = Profile("", recent=[[req.item_id, now, "view_item"]]) if req.item_id else None
+    for who in (p for p in (profile, anchor) if p is not None):
+        out.setdefault("content", []).extend(recently_viewed(who, src.index, now, exclude)[: 3 * req.n])
+    session = [i for i, _, _ in reversed(profile.recent_items(now, RECENT_WINDOW))] if profile else []
+    session += [req.item_id] if req.item_id else []
+    if src.covisit and session:
+        out["covisit"] = [Candidate(i, s, "covisit", [f"viewed together with {src.catalog[b].title}"])
+                          for i, s, b in src.covisit(session, 3 * req.n) if b in src.catalog]
+    if src.collaborative and profile:
+        out["cf"] = [Candidate(i, s, "cf", ["shoppers with a similar taste liked it"])
+                     for i, s in src.collaborative(profile.user_id, 3 * req.n)]
+    if src.trending:
+        family = _dominant_family(profile, src.catalog, now) if profile else None
+        trend = [Candidate(i, s, "trending", ["trending now"]) for i, s in src.trending(req.category, req.n)]
+        if family:
+            trend += [Candidate(i, s, "trending", [f"trending in {family} fragrances"])
+                      for i, s in src.trending(family, req.n)]
+        out["trending"] = trend
+    out["best_sellers"] = [Candidate(i, s, "best_sellers", ["best-seller"]) for i, s in src.best[: FILL_FACTOR * req.n]]
+    for name, cands in out.items():
+        cands = [c for c in cands if c.item_id not in exclude and c.item_id in src.catalog]
+        if req.category:
+            cands = [c for c in cands if in_category(src.catalog[c.item_id], req.category)]
+        norm = dict(_normalised([(c.item_id, c.score) for c in cands]))
+        out[name] = [Candidate(c.item_id, norm[c.item_id], c.source, c.reasons) for c in cands]
+    return out
+
+
+def _merge(per_generator: dict[str, list[Candidate]], intent: float) -> list[Candidate]:
+    merged: dict[str, Candidate] = {}
+    best_part: dict[str, float] = {}
+    for name, cands in per_generator.items():
+        low, high = WEIGHTS[name]
+        weight = low + (high - low) * intent
+        for c in cands:
+            part = weight * c.score
+            m = merged.setdefault(c.item_id, Candidate(c.item_id, 0.0, c.source, []))
+            m.score += part
+            if part > best_part.get(c.item_id, -1.0):
+                best_part[c.item_id], m.source = part, c.source
+                m.reasons = c.reasons + [r for r in m.reasons if r not in c.reasons]
+            else:
+                m.reasons += [r for r in c.reasons if r not in m.reasons]
+    return sorted(merged.values(), key=lambda c: (-c.score, c.item_id))
+
+
+def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
+    """Up to ``req.n`` items for a shopper (``profile`` None: unknown shopper)."""
+    from persona.models import journey_stage
+
+    now = max(req.now, profile.last_seen) if profile else req.now
+    intent = src.intent(profile, now) if profile and src.intent else None
+    stage = journey_stage(profile, intent, now) if profile else None
+    exclude = {req.item_id} if req.item_id else set()
+    if profile:
+        exclude |= set(profile.cart) | {i for i, _, _ in profile.recent_items(now, RECENT_WINDOW)}
+    candidates = _merge(_generate(profile, req, src, now, exclude), intent if intent is not None else 0.5)
+    if src.click_probability:
+        for rank, c in enumerate(candidates):
+            c.score *= 0.5 + src.click_probability(c, rank, profile, req.slot)
+    ctx = Context(profile=profile, now=now, catalog=src.catalog, companions=src.companions,
+                  intent=intent, stage=stage, slot=req.slot, item_id=req.item_id)
+    decision = apply_rules(src.rules, ctx, candidates)
+    items = [c for c in decision.candidates if c.item_id not in exclude][: req.n]
+    personal = any(c.source != "best_sellers" for c in items)
+    strategy = decision.strategy or ("personalized" if personal else "best_sellers")
+    return Blended(strategy, not personal, items, intent, stage, decision.fired)
+
+
+def related(item_id: str, src: Sources, n: int = 10) -> list[Candidate]:
+    """What goes with a product: companions first, then co-visited and similar items."""
+    product = src.catalog.get(item_id)
+    if product is None:
+        return []
+    out = [Candidate(i, 1.0, "companions", [f"{kind} for {product.title}"])
+           for i, kind in src.companions(item_id) if i in src.catalog]
+    if src.covisit:
+        out += [Candidate(i, s, "covisit", [f"viewed together with {product.title}"])
+                for i, s, _ in src.covisit([item_id], n)]
+    out += [Candidate(nb.item_id, nb.score, "content", [f"similar to {product.title}"])
+            for nb in src.index.neighbours(item_id, n)]
+    seen: set[str] = {item_id}
+    unique = [c for c in out if not (c.item_id in seen or seen.add(c.item_id))]
+    return unique[:n]

@@ -1,0 +1,121 @@
+"""What one event changes: the shopper's profile, and the messages it sends on.
+
+:func:`process` is the whole per-event logic of the ingest agent, without Kafka: it folds the
+event into the profile and returns :class:`Effects`, the records the agent produces next —
+item signals (popularity, trending), co-visitation updates (keyed by item), and training examples
+whose label has just resolved (intent: positive at a conversion, negative when a session ends
+without one; re-ranker: clicks on served recommendations and the items shown above them).
+
+>>> from persona.events import parse_event
+>>> p = Profile("u1")
+>>> def ev(i, name, item, ts, **extra):
+...     return parse_event(json.dumps({"event_id": f"e{i}", "event_name": name, "user_id": "u1",
+...         "session_id": "s1", "timestamp": ts * 1000, "items": [{"item_id": item}], **extra}))
+>>> fx = process(p, ev(1, "view_item", "a", 1_700_000_000), catalog={})
+>>> fx.applied, fx.item_signals, fx.covisit
+(True, [('a', 'view_item', 1, 1700000000.0)], [])
+>>> fx = process(p, ev(2, "add_to_cart", "b", 1_700_000_060), catalog={})
+>>> [(e["model"], e["label"]) for e in fx.examples if e["model"] == "intent"]
+[('intent', True)]
+>>> [(a, b) for a, b, _ in process(p, ev(3, "view_item", "c", 1_700_000_090), catalog={}).covisit]
+[('b', 'c'), ('c', 'b'), ('a', 'c'), ('c', 'a')]
+"""
+
+from __future__ import annotations
+
+import json  # noqa: F401  (used by the doctest)
+from dataclasses import dataclass, field
+from typing import Any, Mapping
+
+from persona.catalog import Product
+from persona.covisit import pair_updates
+from persona.events import Event
+from persona.models import ReRanker, session_features
+from persona.profile import Profile
+
+__all__ = ["Effects", "process", "CF_WEIGHTS"]
+
+CF_WEIGHTS = {"view_item": 1.0, "select_item": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
+ITEM_SIGNALS = set(CF_WEIGHTS)
+CONVERSIONS = {"add_to_cart", "purchase"}
+CLICKS = {"select_item", "add_to_cart"}
+MAX_IMPRESSIONS = 5  # open impressions per user; older ones resolve as not clicked
+UNCLICKED_NEGATIVES = 3  # top slots of an unclicked impression learnt as negatives
+# Co-visitation weights are stored decay-normalized relative to this event time (2026-01-01):
+# with a 3-day half-life the scale reaches 2**1000 (float's limit) about eight years later.
+COVISIT_ORIGIN = 1_767_225_600.0
+
+
+@dataclass
+class Effects:
+    applied: bool
+    item_signals: list[tuple[str, str, int, float]] = field(default_factory=list)  # item, event, n, ts
+    covisit: list[tuple[str, str, float]] = field(default_factory=list)  # item, neighbour, weight
+    examples: list[dict[str, Any]] = field(default_factory=list)
+
+
+def _intent_examples(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> list[dict]:
+    """Examples whose label resolves with this event (computed before the event is applied)."""
+    s = profile.session
+    if not s:
+        return []
+    ends = event.session_id and event.session_id != s.get("id")
+    ends = ends or (not event.session_id and event.ts - s["last"] > 30 * 60)
+    if ends and not s.get("converted"):
+        return [{"model": "intent", "features": session_features(profile, s["last"], catalog), "label": False}]
+    if not ends and event.event_name in CONVERSIONS and not s.get("converted"):
+        s["converted"] = True
+        return [{"model": "intent", "features": session_features(profile, event.ts, catalog), "label": True}]
+    return []
+
+
+def _impression_examples(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> list[dict]:
+    """Re-ranker examples: the clicked item positive, items shown above it negative (skip-above)."""
+    out = []
+
+    def example(item_id: str, source: str, position: int, score: float, slot: str | None, label: bool):
+        if item_id in catalog:
+            x = ReRanker.features(catalog[item_id], source, score, position, slot, profile, catalog)
+            out.append({"model": "reranker", "features": x, "label": label})
+
+    if event.event_name == "view_item_list" and event.rec_id:
+        shown = [[i.item_id, i.item_list_id or "unknown", i.index if i.index is not None else n, 0.0]
+                 for n, i in enumerate(event.items)]
+        profile.impressions[event.rec_id] = {"ts": event.ts, "slot": event.items[0].item_list_name
+                                             if event.items else None, "items": shown}
+        while len(profile.impressions) > MAX_IMPRESSIONS:
+            oldest = min(profile.impressions, key=lambda r: profile.impressions[r]["ts"])
+            imp = profile.impressions.pop(oldest)
+            for item_id, source, position, score in imp["items"][:UNCLICKED_NEGATIVES]:
+                example(item_id, source, position, score, imp["slot"], False)
+    elif event.event_name in CLICKS and event.rec_id in profile.impressions:
+        imp = profile.impressions.pop(event.rec_id)
+        clicked = set(event.item_ids)
+        for item_id, source, position, score in imp["items"]:
+            example(item_id, source, position, score, imp["slot"], item_id in clicked)
+            if item_id in clicked:
+                break
+    return out
+
+
+def process(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> Effects:
+    """Apply ``event`` to ``profile`` (in place) and return what to send on."""
+    if event.event_id in profile.applied:
+        return Effects(applied=False)
+    examples = _intent_examples(profile, event, catalog)
+    session_before = profile.session.get("id")
+    in_session = event.ts - profile.session.get("start", event.ts)
+    recent_before = [i for i, _, _ in reversed(profile.recent_items(event.ts, in_session))]  # oldest first
+    examples += _impression_examples(profile, event, catalog)
+    profile.apply(event)
+    fx = Effects(applied=True, examples=examples)
+    if event.event_name not in ITEM_SIGNALS:
+        return fx
+    same_session = profile.session.get("id") == session_before
+    for item in event.items:
+        fx.item_signals.append((item.item_id, event.event_name, item.quantity or 1, event.ts))
+        fx.examples.append({"model": "cf", "user": profile.user_id, "item": item.item_id,
+                            "weight": CF_WEIGHTS[event.event_name]})
+        if same_session and event.event_name in ("view_item", "select_item"):
+            fx.covisit += pair_updates(recent_before, item.item_id, event.ts, origin=COVISIT_ORIGIN)
+    return fx
