@@ -72,7 +72,7 @@ async def ingest(stream):
             continue
         stored = profiles.get(e.user_id)
         profile = Profile.from_dict(stored) if stored else Profile(e.user_id)
-        fx = process(profile, e, catalog.data)
+        fx = process(profile, e, catalog.data, served=message.topic == settings.impressions_topic)
         if not fx.applied:
             counters["duplicates"] += 1
             continue

@@ -79,11 +79,6 @@ def _mean_log_price(products: Sequence[Product]) -> float:
     return sum(logs) / len(logs) if logs else 0.0
 
 
-def _returning(profile: Profile, start: float) -> bool:
-    seen_before = 0 < profile.first_seen < start - DAY
-    return seen_before or bool(profile.purchased) or profile.counts.get("purchase", 0) > 0
-
-
 def session_features(profile: Profile, now: float, catalog: Mapping[str, Product]) -> dict[str, Any]:
     """Features of the user's current session up to ``now``: numbers plus the dominant family.
 
@@ -166,7 +161,8 @@ def journey_stage(profile: Profile, intent: float | None, now: float,
         repeat = any(n >= 2 for n in families.values())
     if (intent is not None and intent >= 0.5) or (len(views) >= 3 and repeat):
         return "consider"
-    return "returning" if _returning(profile, start) else "browse"
+    returning = 0 < profile.first_seen < start - DAY or profile.purchased or profile.counts.get("purchase")
+    return "returning" if returning else "browse"
 
 
 class _Classifier:
@@ -202,8 +198,8 @@ class _Classifier:
         """``examples``, ``log_loss``, ``roc_auc`` (None until both classes were seen), ``positive_rate``."""
         n, both = self.examples, 0 < self.positives < self.examples
         return {"examples": n,
-                "log_loss": self.log_loss.get() if n else None,
-                "roc_auc": self.roc_auc.get() if both else None,
+                "log_loss": float(self.log_loss.get()) if n else None,
+                "roc_auc": float(self.roc_auc.get()) if both else None,
                 "positive_rate": self.positives / n if n else None}
 
 
@@ -240,7 +236,7 @@ class ReRanker(_Classifier):
             "source": source,
             "slot": slot or "none",
             "log_score": math.log1p(max(score, 0.0)),
-            "position": float(position),
+            "log_position": math.log1p(max(position, 0)),  # attention decays like DCG's discount
             "family_match": float(bool(family) and item.family == family),
             "brand_seen": float(any(p.brand == item.brand for p in seen)),
             "price_ratio": math.log2(item.price) - mean_price if item.price > 0 and mean_price else 0.0,
@@ -267,11 +263,12 @@ class Collaborative:
     ['b', 'c']
     """
 
-    def __init__(self, n_factors: int = 16, lr: float = 0.05, l2: float = 0.01,
-                 negatives: int = 2, max_users: int = 100_000, seed: int | None = None):
+    def __init__(self, n_factors: int = 16, lr: float = 0.1, l2: float = 0.01,
+                 negatives: int = 2, max_users: int = 20_000, seed: int | None = None):
         # Plain SGD keeps no per-key state, so deleting a user's weights forgets them entirely.
+        # Biases learn at half the rate of the factors, or popularity drowns out taste.
         self.mf = reco.BiasedMF(
-            n_factors=n_factors, bias_optimizer=optim.SGD(lr), latent_optimizer=optim.SGD(lr),
+            n_factors=n_factors, bias_optimizer=optim.SGD(lr / 2), latent_optimizer=optim.SGD(lr),
             l2_bias=l2, l2_latent=l2, seed=seed,
             latent_initializer=optim.initializers.Normal(sigma=0.1, seed=seed), clip_gradient=1.0)
         self.negatives = negatives
@@ -313,15 +310,11 @@ class Collaborative:
 
     def score(self, user_id: str, item_ids: Sequence[str]) -> list[float]:
         """Predicted preference per item; unknown users and items get only the bias terms."""
-        mf = self.mf  # read with .get: River's defaultdicts would store unknown keys
-        u_bias = mf.u_biases.get(user_id, 0.0)
-        u_vec = mf.u_latents.get(user_id)
-        out = []
-        for item_id in item_ids:
-            i_vec = mf.i_latents.get(item_id)
-            dot = float(np.dot(u_vec, i_vec)) if u_vec is not None and i_vec is not None else 0.0
-            out.append(mf.global_mean.get() + u_bias + mf.i_biases.get(item_id, 0.0) + dot)
-        return out
+        mf, zero = self.mf, np.zeros(self.mf.n_factors)  # .get: River's defaultdicts store misses
+        vecs = np.array([mf.i_latents.get(i, zero) for i in item_ids]).reshape(len(item_ids), mf.n_factors)
+        biases = np.array([mf.i_biases.get(i, 0.0) for i in item_ids])
+        base = mf.global_mean.get() + mf.u_biases.get(user_id, 0.0)
+        return (base + biases + vecs @ mf.u_latents.get(user_id, zero)).tolist()
 
     def top(self, user_id: str, k: int, exclude: Sequence[str] | set[str] = ()) -> list[tuple[str, float]]:
         """The ``k`` best known items for ``user_id``, best first, without ``exclude``."""

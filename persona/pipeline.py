@@ -98,10 +98,17 @@ def _impression_examples(profile: Profile, event: Event, catalog: Mapping[str, P
     return out
 
 
-def process(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> Effects:
-    """Apply ``event`` to ``profile`` (in place) and return what to send on."""
+def process(profile: Profile, event: Event, catalog: Mapping[str, Product], served: bool = False) -> Effects:
+    """Apply ``event`` to ``profile`` (in place) and return what to send on.
+
+    ``served`` marks an impression logged by a worker rather than sent by the storefront: it is
+    remembered for attributing clicks but is not shopper activity (no counts, no session).
+    """
     if event.event_id in profile.applied:
         return Effects(applied=False)
+    if served:
+        profile.remember(event.event_id)
+        return Effects(applied=True, examples=_impression_examples(profile, event, catalog))
     examples = _intent_examples(profile, event, catalog)
     session_before = profile.session.get("id")
     in_session = event.ts - profile.session.get("start", event.ts)

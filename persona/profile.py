@@ -54,12 +54,18 @@ class Profile:
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def remember(self, event_id: str) -> bool:
+        """Note an event id as applied; False if it was already."""
+        if event_id in self.applied:
+            return False
+        self.applied.append(event_id)
+        del self.applied[:-DEDUP_WINDOW]
+        return True
+
     def apply(self, event: Event) -> bool:
         """Fold ``event`` into the profile; False (and no change) if it was applied before."""
-        if event.event_id in self.applied:
+        if not self.remember(event.event_id):
             return False
-        self.applied.append(event.event_id)
-        del self.applied[:-DEDUP_WINDOW]
         ts, name = event.ts, event.event_name
         self._update_session(event.session_id, ts)
         self.counts[name] = self.counts.get(name, 0) + 1

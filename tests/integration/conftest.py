@@ -22,7 +22,7 @@ import orjson
 import pytest
 from aiokafka import AIOKafkaProducer
 
-from persona.settings import Settings
+from persona.settings import TOPICS, Settings
 
 BOOTSTRAP = os.environ.get("PERSONA_TEST_BOOTSTRAP", "127.0.0.1:9092")
 PERSONA = str(Path(sys.executable).with_name("persona"))
@@ -54,15 +54,9 @@ class Env(dict):
     @classmethod
     def fresh(cls, partitions: int = 4) -> "Env":
         tag = uuid.uuid4().hex[:8]
-        return cls(
-            PERSONA_BOOTSTRAP=BOOTSTRAP,
-            PERSONA_APP_ID=f"persona-test-{tag}",
-            PERSONA_PARTITIONS=str(partitions),
-            PERSONA_EVENTS_TOPIC=f"test-{tag}.events",
-            PERSONA_CATALOG_TOPIC=f"test-{tag}.catalog",
-            PERSONA_DLQ_TOPIC=f"test-{tag}.events.dlq",
-            PERSONA_ITEM_SIGNALS_TOPIC=f"test-{tag}.item-signals",
-        )
+        topics = {f"PERSONA_{name.upper()}": f"test-{tag}.{name.removesuffix('_topic')}" for name in TOPICS}
+        return cls(PERSONA_BOOTSTRAP=BOOTSTRAP, PERSONA_APP_ID=f"persona-test-{tag}",
+                   PERSONA_PARTITIONS=str(partitions), PERSONA_SNAPSHOT_EVERY="1", **topics)
 
     @property
     def settings(self) -> Settings:
@@ -163,6 +157,21 @@ def wait_for(check, timeout: float = 10, every: float = 0.02):
         if time.monotonic() > deadline:
             pytest.fail(f"condition not met within {timeout} s")
         time.sleep(every)
+
+
+def models_settled(*workers: Worker, quiet: float = 2.5, timeout: float = 60) -> dict:
+    """Wait until every worker serves the same model versions, unchanged for ``quiet`` seconds."""
+    deadline = time.monotonic() + timeout
+    last, since = None, time.monotonic()
+    while time.monotonic() < deadline:
+        seen = [w.get("/models")[1] for w in workers]
+        current = seen[0] if all(s == seen[0] for s in seen) else None
+        if current is None or current != last:
+            last, since = current, time.monotonic()
+        elif time.monotonic() - since >= quiet:
+            return current
+        time.sleep(0.25)
+    pytest.fail("model versions did not settle")
 
 
 @pytest.fixture(scope="module")

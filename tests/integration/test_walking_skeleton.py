@@ -28,7 +28,7 @@ def test_unknown_user_gets_best_sellers(worker):
     body = recs(worker, "nobody-yet", n=5)
     assert body["fallback"] is True and body["strategy"] == "best_sellers"
     assert len(body["items"]) == 5
-    assert set(body) == {"user_id", "rec_id", "strategy", "fallback", "items"}
+    assert {"user_id", "rec_id", "strategy", "fallback", "items"} <= set(body)
     for item in body["items"]:
         assert item["item_id"] in CATALOG
         assert item["name"] == CATALOG[item["item_id"]].name and item["reasons"]
@@ -36,12 +36,12 @@ def test_unknown_user_gets_best_sellers(worker):
 
 def test_view_changes_recommendations_within_a_second(worker):
     produce_events(worker.env, [event("warm-up", items=(SAUVAGE,))])
-    wait_for(lambda: recs(worker, "warm-up")["strategy"] == "recently_viewed")
+    wait_for(lambda: recs(worker, "warm-up")["fallback"] is False)
 
     before = recs(worker, "shopper-1")
     sent = time.monotonic()
     produce_events(worker.env, [event("shopper-1", items=(SAUVAGE,))])
-    after = wait_for(lambda: (r := recs(worker, "shopper-1"))["strategy"] == "recently_viewed" and r, timeout=5)
+    after = wait_for(lambda: (r := recs(worker, "shopper-1"))["fallback"] is False and r, timeout=5)
     took = time.monotonic() - sent
     print(f"view_item -> changed recommendations in {took * 1000:.0f} ms")
     assert took < 1.0
@@ -59,7 +59,7 @@ def test_view_changes_recommendations_within_a_second(worker):
 def test_purchase_is_excluded_and_profile_is_kept(worker):
     user = "buyer-1"
     produce_events(worker.env, [event(user, items=(SAUVAGE,))])
-    first = wait_for(lambda: (r := recs(worker, user))["strategy"] == "recently_viewed" and r)
+    first = wait_for(lambda: (r := recs(worker, user))["fallback"] is False and r)
     top = first["items"][0]["item_id"]
     produce_events(worker.env, [event(user, "purchase", items=(top,), transaction_id="t-1")])
     wait_for(lambda: top in worker.get(f"/users/{user}")[1].get("purchased", []))
@@ -138,7 +138,7 @@ def test_kcat_produces_and_reads_persona_topics(worker):
     e = event("kcat-user", items=(SAUVAGE,))
     subprocess.run(["kcat", "-b", worker.env["PERSONA_BOOTSTRAP"], "-P", "-t", worker.env.settings.events_topic,
                     "-K", "\t"], input=f"kcat-user\t{json.dumps(e)}\n", text=True, check=True, timeout=30)
-    wait_for(lambda: recs(worker, "kcat-user")["strategy"] == "recently_viewed")
+    wait_for(lambda: recs(worker, "kcat-user")["fallback"] is False)
     out = subprocess.run(["kcat", "-b", worker.env["PERSONA_BOOTSTRAP"], "-C", "-t",
                           f"{worker.env['PERSONA_APP_ID']}-profiles-changelog", "-e", "-J", "-q"],
                          capture_output=True, text=True, check=True, timeout=30).stdout
