@@ -17,6 +17,7 @@ event_name: Input should be 'view_item', 'add_to_cart', ...
 
 from __future__ import annotations
 
+import math
 import time
 from datetime import datetime, timezone
 from typing import Annotated, Literal
@@ -127,8 +128,9 @@ def parse_event(raw: bytes | str, now: float | None = None) -> Event:
     >>> reason(b'{"event_id": "e1", "event_name": "search", "user_id": "u1", "timestamp": 1700000000}')
     'timestamp: 1700000 is before 2000 (epoch milliseconds expected)'
     """
-    if len(raw) > MAX_EVENT_BYTES:
-        raise InvalidEvent(f"event: {len(raw)} bytes is over the limit of {MAX_EVENT_BYTES}")
+    size = len(raw.encode() if isinstance(raw, str) else raw)
+    if size > MAX_EVENT_BYTES:
+        raise InvalidEvent(f"event: {size} bytes is over the limit of {MAX_EVENT_BYTES}")
     try:
         event = Event.model_validate_json(raw)
     except ValidationError as err:
@@ -140,7 +142,12 @@ def parse_event(raw: bytes | str, now: float | None = None) -> Event:
     now = time.time() if now is None else now
     if event.timestamp is None:
         return event.model_copy(update={"timestamp": int(now * 1000)})
-    ts = event.ts
+    try:
+        ts = event.ts
+    except OverflowError:
+        ts = math.inf
+    if not math.isfinite(ts):
+        raise InvalidEvent("timestamp: not a finite number")
     if ts > now + MAX_FUTURE_SECONDS:
         raise InvalidEvent(f"timestamp: {ts:.0f} is more than a day in the future")
     if ts < MIN_TIMESTAMP:

@@ -71,19 +71,19 @@ class Profile:
         self.counts[name] = self.counts.get(name, 0) + 1
         self.first_seen = min(self.first_seen or ts, ts)
         self.last_seen = max(self.last_seen, ts)
+        ids = list(dict.fromkeys(event.item_ids))  # an item listed twice is still one item
         if name in ITEM_EVENTS:
-            for item_id in event.item_ids:
+            for item_id in ids:
                 bisect.insort(self.recent, [item_id, ts, name], key=lambda r: r[1])
             del self.recent[:-MAX_RECENT]
         if name == "add_to_cart":
-            self.cart = [i for i in self.cart if i not in event.item_ids] + event.item_ids
+            self.cart = [i for i in self.cart if i not in ids] + ids
             del self.cart[:-MAX_CART]
         elif name == "remove_from_cart":
-            self.cart = [i for i in self.cart if i not in event.item_ids]
+            self.cart = [i for i in self.cart if i not in ids]
         elif name == "purchase":
-            bought = event.item_ids
-            self.cart = [i for i in self.cart if i not in bought]
-            self.purchased = [i for i in self.purchased if i not in bought] + bought
+            self.cart = [i for i in self.cart if i not in ids]
+            self.purchased = [i for i in self.purchased if i not in ids] + ids
             del self.purchased[:-MAX_PURCHASED]
         return True
 

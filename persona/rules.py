@@ -30,10 +30,11 @@ propose what goes with them.
 
 from __future__ import annotations
 
+from importlib import resources
+
 import json
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -47,7 +48,7 @@ __all__ = [
     "parse_rules", "load_default_rules", "apply_rules", "DEFAULT_RULES_PATH",
 ]
 
-DEFAULT_RULES_PATH = Path(__file__).with_name("default_rules.json")
+DEFAULT_RULES_PATH = resources.files("persona") / "default_rules.json"  # also inside a zipped install
 DECAY = 0.9  # score ratio between consecutive companions proposed by boost_related
 DAY = 24 * 3600
 BUY_EVENTS = {"add_to_cart", "purchase"}

@@ -97,7 +97,7 @@ class ContentIndex:
             if {me.gender, other.gender} == {"Men", "Women"}:
                 score *= GENDER_MISMATCH
             ranked_notes = tuple(sorted(notes, key=lambda n: -mine[n]))
-            out.append(Neighbour(other_id, round(score, 6), ranked_notes,
-                                 me.family == other.family, me.brand == other.brand))
+            same_family = me.family == other.family and me.family != ""
+            out.append(Neighbour(other_id, round(score, 6), ranked_notes, same_family, me.brand == other.brand))
         out.sort(key=lambda n: (-n.score, n.item_id))
         return out[:k]

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from pathlib import Path
+from importlib import resources
 
 import orjson
 from faust.web import Request, Response, View
@@ -28,7 +28,7 @@ __all__ = ["RecommendationsView", "RelatedView", "TrendingView", "UserView", "Ru
 
 MAX_N = 100
 MAX_TEXT = 64
-STATIC = Path(__file__).parent / "static"
+STATIC = resources.files("persona.web") / "static"
 
 
 class BadRequest(Exception):

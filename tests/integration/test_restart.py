@@ -14,8 +14,11 @@ def test_profile_survives_restart(deployment, tmp_path):
     produce_events(deployment, [event(u, "add_to_cart", items=("79931",)) for u in users[:5]])
     wait_for(lambda: all(first.get(f"/users/{u}")[0] == 200 for u in users), timeout=20)
     wait_for(lambda: all(first.get(f"/users/{u}")[1]["cart"] == ["79931"] for u in users[:5]), timeout=20)
-    before = {u: first.get(f"/users/{u}")[1] for u in users}
     recs_before = first.get(f"/recommendations/{users[0]}")[1]
+    # the served list is logged as an impression and remembered in the profile
+    wait_for(lambda: recs_before["rec_id"] in first.get(f"/users/{users[0]}")[1]["impressions"])
+    before = {u: first.get(f"/users/{u}")[1] for u in users}
+    assert before[users[0]]["counts"] == {"view_item": 1, "add_to_cart": 1}, "an impression is no activity"
     assert first.stop(signal.SIGTERM) == 0
 
     # A new data folder: everything must come back from Kafka, not from the old RocksDB files.
