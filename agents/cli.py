@@ -155,6 +155,16 @@ def replay(path: Path | None, fmt: str | None, rate: float, limit: int | None, c
     click.echo(f"replayed {n} events from {path} to {s.events_topic}", err=True)
 
 
+@main.command(context_settings={"ignore_unknown_options": True, "allow_extra_args": True, "help_option_names": []})
+@click.pass_context
+def evaluate(ctx: click.Context) -> None:
+    """Prequential offline evaluation: persona's generators and blend against POP, S-POP, item-kNN,
+    SKNN, V-SKNN (see `persona evaluate --help`)."""
+    from persona.evaluate import main as evaluate_main
+
+    sys.exit(evaluate_main(ctx.args))
+
+
 @main.command()
 @click.argument("topic")
 @click.option("--from-beginning", is_flag=True, help="Start at the oldest record (default: only new ones).")

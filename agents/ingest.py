@@ -18,18 +18,20 @@ from aiokafka.partitioner import murmur2
 
 from persona.agents import topics
 from persona.agents.app import app, settings
-from persona import trending
+from persona.agents.metrics import EVENT_LAG_SECONDS
+from persona import feedback, trending
 from persona.covisit import apply_updates
 from persona.events import InvalidEvent, parse_event
 from persona.pipeline import Effects, process
 from persona.profile import Profile
-from persona.tables.state import catalog, item_stats, neighbours, profiles
+from persona.tables.state import catalog, item_stats, neighbours, profiles, strategy_stats
 
-__all__ = ["ingest", "count_item_signals", "count_covisits", "counters", "owner_partition"]
+__all__ = ["ingest", "count_item_signals", "count_covisits", "count_feedback", "counters", "owner_partition"]
 
 logger = logging.getLogger(__name__)
 
 counters: Counter[str] = Counter()  # this worker's own figures, for /health and logs
+positions: dict[tuple[str, int], int] = {}  # last offset processed per partition, for the lag
 
 
 def owner_partition(user_id: str, partitions: int = settings.partitions) -> int:
@@ -41,29 +43,28 @@ def owner_partition(user_id: str, partitions: int = settings.partitions) -> int:
     return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
 
 
-async def dead_letter(message, reason: str) -> None:
-    """Send the original bytes to the DLQ; why and where from travel in the headers."""
+async def dead_letter(key: bytes | None, value: bytes | None, reason: str, source: str) -> None:
+    """Send the original bytes to the DLQ; why, when and where from travel in the headers."""
     counters["dead_lettered"] += 1
-    logger.info("dead-lettered %s[%s]@%s: %s", message.topic, message.partition, message.offset, reason)
-    await topics.dlq.send(
-        key=message.key,
-        value=message.value,
-        headers=[
-            ("persona.reason", reason.encode()),
-            ("persona.received_at", str(int(time.time() * 1000)).encode()),
-            ("persona.source", f"{message.topic}/{message.partition}/{message.offset}".encode()),
-        ],
-    )
+    logger.info("dead-lettered %s: %s", source, reason)
+    await topics.dlq.send(key=key, value=value, headers=[
+        ("persona.reason", reason.encode()),
+        ("persona.received_at", str(int(time.time() * 1000)).encode()),
+        ("persona.source", source.encode()),
+    ])
 
 
 @app.agent(topics.interactions)
 async def ingest(stream):
     async for event in stream.events():
         message = event.message
+        positions[(message.topic, message.partition)] = message.offset
+        EVENT_LAG_SECONDS.observe(max(time.time() - message.timestamp, 0.0))
         try:
             e = parse_event(message.value or b"")
         except InvalidEvent as err:
-            await dead_letter(message, str(err))
+            await dead_letter(message.key, message.value, str(err),
+                              f"{message.topic}/{message.partition}/{message.offset}")
             continue
         owner = owner_partition(e.user_id)
         if message.partition != owner:
@@ -87,6 +88,8 @@ async def send_effects(fx: Effects) -> None:
         await topics.item_signals.send(key=item_id.encode(), value=orjson.dumps([name, n, ts]))
     for item_id, other, weight in fx.covisit:
         await topics.covisit.send(key=item_id.encode(), value=orjson.dumps([other, weight]))
+    for source, slot, kind, amount, ts in fx.feedback:
+        await topics.feedback.send(key=f"{source}|{slot}".encode(), value=orjson.dumps([kind, amount, ts]))
     for example in fx.examples:
         await topics.training.send(key=example["model"].encode(), value=orjson.dumps(example))
 
@@ -106,6 +109,19 @@ async def count_item_signals(stream):
         counts[name] = counts.get(name, 0) + n
         windows = trending.add(stats["windows"], ts, trending.WEIGHTS.get(name, 0.0) * n)
         item_stats[item_id] = {"counts": counts, "windows": windows}
+
+
+@app.agent(topics.feedback)
+async def count_feedback(stream):
+    """Per generator and slot: impressions and what followed them (CTR, conversion, revenue)."""
+    async for key, value in stream.items():
+        try:
+            key, (kind, amount, ts) = key.decode(), orjson.loads(value)
+            amount, ts = float(amount), float(ts)
+        except (AttributeError, ValueError, TypeError) as err:
+            logger.warning("ignoring malformed feedback %r: %s", value, err)
+            continue
+        strategy_stats[key] = feedback.add(strategy_stats.get(key) or {}, kind, amount, ts)
 
 
 @app.agent(topics.covisit)

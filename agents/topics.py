@@ -10,7 +10,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from persona.agents.app import app, settings
 from persona.settings import Settings
 
-__all__ = ["events", "impressions", "interactions", "catalog", "dlq", "item_signals", "covisit", "training", "models", "rules", "relations",
+__all__ = ["events", "impressions", "interactions", "catalog", "dlq", "item_signals", "covisit", "feedback", "training", "models", "rules", "relations",
            "ensure_topics"]
 
 logger = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ catalog = app.topic(settings.catalog_topic, key_type=bytes, value_type=bytes)
 dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
 item_signals = app.topic(settings.item_signals_topic, key_type=bytes, value_type=bytes)
 covisit = app.topic(settings.covisit_topic, key_type=bytes, value_type=bytes)
+feedback = app.topic(settings.feedback_topic, key_type=bytes, value_type=bytes)
 training = app.topic(settings.training_topic, key_type=bytes, value_type=bytes)
 models = app.topic(settings.models_topic, key_type=bytes, value_type=bytes)
 rules = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes)
@@ -40,6 +41,7 @@ def topic_specs(s: Settings) -> list[NewTopic]:
         NewTopic(s.dlq_topic, p, r),
         NewTopic(s.item_signals_topic, p, r),
         NewTopic(s.covisit_topic, p, r),
+        NewTopic(s.feedback_topic, p, r),
         NewTopic(s.training_topic, 1, r),  # one trainer: every example in one order
         NewTopic(s.catalog_topic, 1, r, topic_configs=COMPACTED),
         NewTopic(s.rules_topic, 1, r, topic_configs=COMPACTED),

@@ -9,10 +9,20 @@ rewritten as time passes; reads multiply by ``2 ** (-(now - origin) / half_life)
 exponent grows past ``MAX_EXPONENT`` the origin moves forward and every weight is rescaled once.
 Each item keeps at most ``max_neighbours`` neighbours (the weakest are dropped, amortised).
 
-The same two pure functions do the work for :class:`CoVisitation` and for a stream processor
-that keeps ``{neighbour_id: weight}`` per item in a table partitioned by item:
-:func:`pair_updates` turns a click into weight updates, :func:`apply_updates` folds the updates
-for one item into its neighbour dict.
+The same pure functions do the work for :class:`CoVisitation` and for a stream processor that
+keeps ``{neighbour_id: weight}`` per item in a table partitioned by item: :func:`pair_updates`
+turns a click into weight updates (route each to its first item's partition),
+:func:`apply_updates` folds the updates for one item into its neighbour dict, and
+:func:`top_neighbours` / :func:`score_session` read the dicts back. The stream fixes ``origin``
+once (e.g. the deployment's start); should it run past ``MAX_EXPONENT`` half-lives (four years
+with the default three days) it moves the origin as :class:`CoVisitation` does, multiplying every
+stored weight by ``2 ** (-(new_origin - origin) / half_life)``.
+
+>>> table = {}
+>>> for a, b, w in pair_updates(["a"], "b", ts=3600.0, half_life=3600):
+...     table[a] = apply_updates(table.get(a, {}), [(b, w)])
+>>> table, top_neighbours(table["a"], factor=decay_factor(now=7200.0, origin=0.0, half_life=3600))
+({'a': {'b': 2.0}, 'b': {'a': 2.0}}, [('b', 0.5)])
 
 >>> cv = CoVisitation(half_life=3600)
 >>> for items in (["a", "b", "c"], ["a", "b"], ["x", "c"]):
@@ -22,21 +32,26 @@ for one item into its neighbour dict.
 [('a', 2.0), ('c', 1.0)]
 >>> cv.neighbours("b", now=1000.0 + 3600)  # one half-life later
 [('a', 1.0), ('c', 0.5)]
->>> cv.recommend(["a", "b"], exclude=["a", "b"])  # c: 0.5 x 0.5 (after a) + 1 x 1 (after b)
-[('c', 1.25, 'b')]
+>>> [(i, round(s, 3), why) for i, s, why in cv.recommend(["a", "b"], exclude=["a", "b"])]
+[('c', 0.433, 'b')]
+
+(``c`` gets 0.5 x 0.5 / 2.5 as a's neighbour, a weighing 0.5 in the session, plus 1 x 1 / 3 as b's.)
 """
 
 from __future__ import annotations
 
 import heapq
 from operator import itemgetter
-from typing import Iterable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Sequence
 
 __all__ = [
     "CoVisitation",
     "pair_updates",
     "apply_updates",
     "position_weights",
+    "decay_factor",
+    "top_neighbours",
+    "score_session",
     "HALF_LIFE",
     "WINDOW",
     "MAX_NEIGHBOURS",
@@ -64,8 +79,8 @@ def pair_updates(
     decay-normalized scale relative to ``origin``. Viewing the item just viewed again (a reload)
     adds nothing.
 
-    >>> pair_updates(["a", "b", "a", "c"], "d", ts=0.0, window=3)
-    [('c', 'd', 1.0), ('d', 'c', 1.0), ('a', 'd', 0.5), ('d', 'a', 0.5), ('b', 'd', 0.3333333333333333), ('d', 'b', 0.3333333333333333)]
+    >>> pair_updates(["x", "a", "c", "a"], "d", ts=0.0, window=3)  # x is out of the window
+    [('a', 'd', 1.0), ('d', 'a', 1.0), ('c', 'd', 0.5), ('d', 'c', 0.5)]
     >>> pair_updates(["a", "b"], "b", ts=0.0)
     []
     >>> pair_updates(["a"], "b", ts=7200.0, half_life=3600)  # stored 4x: read back at ts, it is 1
@@ -130,6 +145,69 @@ def position_weights(session_items: Sequence[str]) -> dict[str, float]:
     return weights
 
 
+def decay_factor(now: float, origin: float, half_life: float = HALF_LIFE) -> float:
+    """What a decay-normalized weight is multiplied by to read it at ``now``. A ``now`` before
+    ``origin`` reads as ``origin`` (stored weights hold no history to go back to).
+
+    >>> decay_factor(now=200.0, origin=100.0, half_life=50.0), decay_factor(now=0.0, origin=1e9)
+    (0.25, 1.0)
+    """
+    return 2.0 ** (-max(now - origin, 0.0) / half_life)
+
+
+def top_neighbours(neighbours: Mapping[str, float], k: int = 20, factor: float = 1.0) -> list[tuple[str, float]]:
+    """The ``k`` strongest entries of a neighbour dict times ``factor``, best first (ties by id).
+
+    >>> top_neighbours({"a": 1.0, "b": 3.0, "c": 1.0}, k=2, factor=0.5)
+    [('b', 1.5), ('a', 0.5)]
+    """
+    top = heapq.nsmallest(k, neighbours.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(b, w * factor) for b, w in top]
+
+
+def score_session(
+    session_items: Sequence[str],
+    neighbours_of: Callable[[str], Mapping[str, float] | None],
+    k: int = 20,
+    exclude: Iterable[str] = (),
+    factor: float = 1.0,
+    normalise: bool = True,
+) -> list[tuple[str, float, str]]:
+    """Up to ``k`` items ``(item_id, score, because_of)`` for a session, best first.
+
+    Every session item votes for its neighbours (``neighbours_of(item)``, e.g. ``table.get``),
+    weighted by its position in the session (:func:`position_weights`: the last view counts
+    most). With ``normalise`` a session item's votes are its neighbours' shares of its co-visit
+    weight, so a popular item does not drown the others (and ``factor`` cancels out); without it
+    they are the raw weights times ``factor``. ``because_of`` is the session item that
+    contributed most.
+
+    >>> nbs = {"a": {"b": 3.0, "c": 1.0}, "b": {"a": 3.0}}
+    >>> score_session(["a", "b"], nbs.get)  # c: 0.5 (a's weight) x 1/4 (c's share of a's)
+    [('a', 1.0, 'b'), ('b', 0.375, 'a'), ('c', 0.125, 'a')]
+    >>> score_session(["a", "b"], nbs.get, exclude={"a", "b"}, normalise=False)
+    [('c', 0.5, 'a')]
+    """
+    exclude = set(exclude)
+    scores: dict[str, float] = {}
+    best: dict[str, tuple[float, str]] = {}
+    for source, weight in position_weights(session_items).items():
+        found = neighbours_of(source)
+        total = sum(found.values()) if found else 0.0
+        if total <= 0.0:  # unknown, or every weight underflowed
+            continue
+        scale = weight / total if normalise else weight * factor
+        for other, w in found.items():
+            if other in exclude:
+                continue
+            contribution = scale * w
+            scores[other] = scores.get(other, 0.0) + contribution
+            if contribution > best.get(other, (0.0, ""))[0]:
+                best[other] = (contribution, source)
+    top = heapq.nsmallest(k, scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(item, score, best[item][1]) for item, score in top]
+
+
 class CoVisitation:
     """Item-to-item co-visitation with time decay, learned online.
 
@@ -149,7 +227,7 @@ class CoVisitation:
     >>> cv.learn(["a"], "c", ts=100.0)
     >>> cv.neighbours("a")  # both seen once, but the older pair has faded
     [('c', 1.0), ('b', 0.5)]
-    >>> cv.recommend(["a"], exclude={"c"})
+    >>> cv.recommend(["a"], exclude={"c"}, normalise=False)
     [('b', 0.5, 'a')]
     """
 
@@ -191,18 +269,13 @@ class CoVisitation:
     def _factor(self, now: float | None) -> float:
         if self.origin is None:
             return 1.0
-        now = self.last_ts if now is None else now
-        return 2.0 ** (-(now - self.origin) / self.half_life)
+        return decay_factor(self.last_ts if now is None else now, self.origin, self.half_life)
 
     def neighbours(self, item_id: str, k: int = 20, now: float | None = None) -> list[tuple[str, float]]:
-        """The ``k`` strongest neighbours of ``item_id`` with their weight at ``now`` (default: the
-        time of the latest click learned), best first."""
-        found = self._neighbours.get(item_id)
-        if not found:
-            return []
-        factor = self._factor(now)
-        top = heapq.nsmallest(k, found.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [(b, w * factor) for b, w in top]
+        """The ``k`` (at most ``max_neighbours``) strongest neighbours of ``item_id`` with their
+        weight at ``now`` (default: the time of the latest click learned), best first."""
+        k = min(k, self.max_neighbours)
+        return top_neighbours(self._neighbours.get(item_id, {}), k, self._factor(now))
 
     def recommend(
         self,
@@ -210,27 +283,8 @@ class CoVisitation:
         k: int = 20,
         now: float | None = None,
         exclude: Iterable[str] = (),
+        normalise: bool = True,
     ) -> list[tuple[str, float, str]]:
-        """Up to ``k`` items ``(item_id, score, because_of)`` for a session, best first.
-
-        Sums the neighbours of every session item, each weighted by its position in the session
-        (:func:`position_weights`: the last view counts most). ``because_of`` is the session item
-        that contributed most to the score.
-        """
-        exclude = set(exclude)
-        scores: dict[str, float] = {}
-        best: dict[str, tuple[float, str]] = {}
-        factor = self._factor(now)
-        for source, weight in position_weights(session_items).items():
-            found = self._neighbours.get(source)
-            if not found:
-                continue
-            for other, w in found.items():
-                if other in exclude:
-                    continue
-                contribution = weight * w * factor
-                scores[other] = scores.get(other, 0.0) + contribution
-                if contribution > best.get(other, (0.0, ""))[0]:
-                    best[other] = (contribution, source)
-        top = heapq.nsmallest(k, scores.items(), key=lambda kv: (-kv[1], kv[0]))
-        return [(item, score, best[item][1]) for item, score in top]
+        """Up to ``k`` items ``(item_id, score, because_of)`` for a session, best first: see
+        :func:`score_session`; ``now`` matters only with ``normalise=False``."""
+        return score_session(session_items, self._neighbours.get, k, exclude, self._factor(now), normalise)

@@ -40,6 +40,7 @@ ITEM_SIGNALS = set(CF_WEIGHTS)
 CONVERSIONS = {"add_to_cart", "purchase"}
 CLICKS = {"select_item", "add_to_cart"}
 MAX_IMPRESSIONS = 5  # open impressions per user; older ones resolve as not clicked
+ATTRIBUTION_WINDOW = 30 * 60  # a cart or purchase within this time of an impression is attributed to it
 UNCLICKED_NEGATIVES = 3  # top slots of an unclicked impression learnt as negatives
 # Co-visitation weights are stored decay-normalized relative to this event time (2026-01-01):
 # with a 3-day half-life the scale reaches 2**1000 (float's limit) about eight years later.
@@ -52,6 +53,7 @@ class Effects:
     item_signals: list[tuple[str, str, int, float]] = field(default_factory=list)  # item, event, n, ts
     covisit: list[tuple[str, str, float]] = field(default_factory=list)  # item, neighbour, weight
     examples: list[dict[str, Any]] = field(default_factory=list)
+    feedback: list[tuple[str, str, str, float, float]] = field(default_factory=list)  # source, slot, kind, n, ts
 
 
 def _intent_examples(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> list[dict]:
@@ -69,33 +71,69 @@ def _intent_examples(profile: Profile, event: Event, catalog: Mapping[str, Produ
     return []
 
 
-def _impression_examples(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> list[dict]:
-    """Re-ranker examples: the clicked item positive, items shown above it negative (skip-above)."""
-    out = []
+def _attribute(profile: Profile, event: Event, catalog: Mapping[str, Product]) -> tuple[list[dict], list[tuple]]:
+    """Impressions and what follows them: re-ranker examples and feedback per source and slot.
 
-    def example(item_id: str, source: str, position: int, score: float, slot: str | None, label: bool):
+    A served list is remembered by ``rec_id`` for ``ATTRIBUTION_WINDOW`` seconds. A ``select_item``
+    or ``add_to_cart`` carrying its ``rec_id`` is a click: the clicked item is a positive example and
+    the items shown above it negatives (skip-above). Carts and purchases are attributed to the list
+    named by ``rec_id``, else to the latest open list that showed the item. A list that expires
+    unclicked makes its top ``UNCLICKED_NEGATIVES`` items negatives.
+    """
+    examples: list[dict] = []
+    feedback: list[tuple[str, str, str, float, float]] = []  # source, slot, kind, amount, ts
+
+    def example(item_id: str, source: str, position: int, slot: str | None, label: bool) -> None:
         if item_id in catalog:
-            x = ReRanker.features(catalog[item_id], source, score, position, slot, profile, catalog)
-            out.append({"model": "reranker", "features": x, "label": label})
+            x = ReRanker.features(catalog[item_id], source, 0.0, position, slot, profile, catalog)
+            examples.append({"model": "reranker", "features": x, "label": label})
 
+    def shown(item_id: str) -> tuple[dict, list] | None:
+        imp = profile.impressions.get(event.rec_id or "")
+        candidates = [imp] if imp else sorted(profile.impressions.values(), key=lambda i: -i["ts"])
+        for imp in candidates:
+            for entry in imp["items"]:
+                if entry[0] == item_id and event.ts - imp["ts"] <= ATTRIBUTION_WINDOW:
+                    return imp, entry
+        return None
+
+    imps = profile.impressions
     if event.event_name == "view_item_list" and event.rec_id:
-        shown = [[i.item_id, i.item_list_id or "unknown", i.index if i.index is not None else n, 0.0]
+        slot = (event.items[0].item_list_name if event.items else None) or "none"
+        items = [[i.item_id, i.item_list_id or "unknown", i.index if i.index is not None else n]
                  for n, i in enumerate(event.items)]
-        profile.impressions[event.rec_id] = {"ts": event.ts, "slot": event.items[0].item_list_name
-                                             if event.items else None, "items": shown}
-        while len(profile.impressions) > MAX_IMPRESSIONS:
-            oldest = min(profile.impressions, key=lambda r: profile.impressions[r]["ts"])
-            imp = profile.impressions.pop(oldest)
-            for item_id, source, position, score in imp["items"][:UNCLICKED_NEGATIVES]:
-                example(item_id, source, position, score, imp["slot"], False)
-    elif event.event_name in CLICKS and event.rec_id in profile.impressions:
-        imp = profile.impressions.pop(event.rec_id)
-        clicked = set(event.item_ids)
-        for item_id, source, position, score in imp["items"]:
-            example(item_id, source, position, score, imp["slot"], item_id in clicked)
-            if item_id in clicked:
-                break
-    return out
+        imps[event.rec_id] = {"ts": event.ts, "slot": slot, "items": items, "clicked": []}
+        feedback += [(source, slot, "impressions", 1.0, event.ts) for _, source, _ in items]
+        expired = sorted(imps, key=lambda r: imps[r]["ts"])[: max(0, len(imps) - MAX_IMPRESSIONS)]
+        expired += [r for r in imps if event.ts - imps[r]["ts"] > ATTRIBUTION_WINDOW and r not in expired]
+        for rec_id in expired:
+            imp = imps.pop(rec_id)
+            if not imp["clicked"]:
+                for item_id, source, position in imp["items"][:UNCLICKED_NEGATIVES]:
+                    example(item_id, source, position, imp["slot"], False)
+        return examples, feedback
+    kinds = {"select_item": "clicks", "add_to_cart": "carts", "purchase": "purchases"}
+    if event.event_name not in kinds:
+        return examples, feedback
+    for item in event.items:
+        found = shown(item.item_id)
+        if found is None:
+            continue
+        imp, (item_id, source, position) = found
+        if event.event_name in CLICKS and event.rec_id in imps and item_id not in imp["clicked"]:
+            if not imp["clicked"]:
+                for other_id, other_source, other_position in imp["items"]:
+                    example(other_id, other_source, other_position, imp["slot"], other_id == item_id)
+                    if other_id == item_id:
+                        break
+            imp["clicked"].append(item_id)
+            if event.event_name == "add_to_cart":
+                feedback.append((source, imp["slot"], "clicks", 1.0, event.ts))
+        feedback.append((source, imp["slot"], kinds[event.event_name], 1.0, event.ts))
+        if event.event_name == "purchase":
+            revenue = (item.price or 0.0) * (item.quantity or 1)
+            feedback.append((source, imp["slot"], "revenue", revenue, event.ts))
+    return examples, feedback
 
 
 def process(profile: Profile, event: Event, catalog: Mapping[str, Product], served: bool = False) -> Effects:
@@ -108,14 +146,15 @@ def process(profile: Profile, event: Event, catalog: Mapping[str, Product], serv
         return Effects(applied=False)
     if served:
         profile.remember(event.event_id)
-        return Effects(applied=True, examples=_impression_examples(profile, event, catalog))
+        examples, feedback = _attribute(profile, event, catalog)
+        return Effects(applied=True, examples=examples, feedback=feedback)
     examples = _intent_examples(profile, event, catalog)
     session_before = profile.session.get("id")
     in_session = event.ts - profile.session.get("start", event.ts)
     recent_before = [i for i, _, _ in reversed(profile.recent_items(event.ts, in_session))]  # oldest first
-    examples += _impression_examples(profile, event, catalog)
+    more, feedback = _attribute(profile, event, catalog)
     profile.apply(event)
-    fx = Effects(applied=True, examples=examples)
+    fx = Effects(applied=True, examples=examples + more, feedback=feedback)
     if event.event_name not in ITEM_SIGNALS:
         return fx
     same_session = profile.session.get("id") == session_before

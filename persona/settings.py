@@ -29,6 +29,7 @@ class Settings:
     item_signals_topic: str = "persona.item-signals"
     impressions_topic: str = "persona.impressions"
     covisit_topic: str = "persona.covisit"
+    feedback_topic: str = "persona.feedback"
     training_topic: str = "persona.training"
     models_topic: str = "persona.models"
     rules_topic: str = "persona.rules"
@@ -49,7 +50,7 @@ class Settings:
     @property
     def broker_url(self) -> str:
         """Faust's broker URL: ``kafka://host:port;host:port``."""
-        return ";".join(f"kafka://{hp.strip()}" for hp in self.bootstrap.split(","))
+        return ";".join(f"kafka://{hp.strip()}" for hp in self.bootstrap.split(",") if hp.strip())
 
 
 TOPICS = tuple(f.name for f in fields(Settings) if f.name.endswith("_topic"))

@@ -82,7 +82,7 @@ class ContentIndex:
                 if other != item_id:
                     shared[other].append(note)
         candidates = set(shared)
-        if len(candidates) < k:  # too few shared notes: let the family fill in
+        if len(candidates) < k and me.family:  # too few shared notes: let the family fill in
             candidates.update(o for o, p in self.products.items() if p.family == me.family and o != item_id)
         out = []
         for other_id in candidates:

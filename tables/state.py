@@ -22,7 +22,7 @@ from persona.agents.app import app, settings
 from persona.blend import Sources
 from persona.catalog import Product
 from persona.companions import Companions
-from persona.covisit import position_weights
+from persona.covisit import score_session
 from persona.models import loads as load_model
 from persona.models import session_features
 from persona.popularity import best_sellers
@@ -31,7 +31,8 @@ from persona.similarity import ContentIndex
 from persona.tables.replica import Replica
 from persona.trending import in_category, trending
 
-__all__ = ["profiles", "item_stats", "neighbours", "catalog", "item_stats_everywhere", "neighbours_everywhere",
+__all__ = ["profiles", "item_stats", "neighbours", "strategy_stats", "catalog", "item_stats_everywhere",
+           "neighbours_everywhere", "strategy_stats_everywhere",
            "models", "rules", "relations", "shop", "ACTIVE_RULES"]
 
 ACTIVE_RULES = "active"  # the key of the rule set in the rules topic
@@ -40,6 +41,8 @@ profiles = app.Table("profiles", key_type=str, default=None, partitions=settings
                      help="user id -> profile")
 item_stats = app.Table("item_stats", key_type=str, default=None, partitions=settings.partitions,
                        help="item id -> counts and trending windows")
+strategy_stats = app.Table("strategy_stats", key_type=str, default=None, partitions=settings.partitions,
+                           help="source|slot -> impressions, clicks, carts, purchases, revenue")
 neighbours = app.Table("neighbours", key_type=str, default=None, partitions=settings.partitions,
                        help="item id -> co-visited items with decayed weights")
 
@@ -51,24 +54,17 @@ def _changelog(table) -> str:
 catalog = Replica(settings.catalog_topic, bytes.decode, Product.model_validate_json)
 item_stats_everywhere = Replica(_changelog(item_stats), orjson.loads, orjson.loads)
 neighbours_everywhere = Replica(_changelog(neighbours), orjson.loads, orjson.loads)
+strategy_stats_everywhere = Replica(_changelog(strategy_stats), orjson.loads, orjson.loads)
 models = Replica(settings.models_topic, bytes.decode, load_model)
 rules = Replica(settings.rules_topic, bytes.decode, parse_rules)
 relations = Replica(settings.relations_topic, bytes.decode, lambda v: [tuple(r) for r in orjson.loads(v)])
-REPLICAS = (catalog, item_stats_everywhere, neighbours_everywhere, models, rules, relations)
+REPLICAS = (catalog, item_stats_everywhere, neighbours_everywhere, strategy_stats_everywhere, models, rules,
+            relations)
 
 
 def covisited(session: Sequence[str], k: int) -> list[tuple[str, float, str]]:
-    """Neighbours of the session's items, the latest view weighing most: (item, score, because)."""
-    scores: dict[str, float] = {}
-    because: dict[str, tuple[float, str]] = {}
-    for source, weight in position_weights(session).items():
-        for other, w in (neighbours_everywhere.get(source) or {}).items():
-            part = weight * w
-            scores[other] = scores.get(other, 0.0) + part
-            if part > because.get(other, (0.0, ""))[0]:
-                because[other] = (part, source)
-    top = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))[:k]
-    return [(i, s, because[i][1]) for i, s in top]
+    """Co-visited items of a session, the latest view weighing most: (item, score, because)."""
+    return score_session(session, neighbours_everywhere.get, k)
 
 
 class Shop:

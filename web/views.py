@@ -8,10 +8,9 @@ from __future__ import annotations
 
 import time
 import uuid
-from importlib import resources
 
 import orjson
-from faust.web import Request, Response, View
+from faust.web import Request, Response
 
 from persona.agents import topics
 from persona.agents.app import app
@@ -20,58 +19,17 @@ from persona.blend import Request as BlendRequest
 from persona.blend import blend, related
 from persona.profile import Profile
 from persona.rules import Candidate
-from persona.tables.state import ACTIVE_RULES, catalog, item_stats_everywhere, models, profiles, rules, shop
+from persona.tables.state import ACTIVE_RULES, catalog, models, profiles, rules, shop
+from persona.web.base import MAX_N, ApiView, CatalogView, int_param, text_param
 from persona.web.routing import forward_to_owner, served_here
 
-__all__ = ["RecommendationsView", "RelatedView", "TrendingView", "UserView", "RulesView", "ModelsView",
-           "HealthView"]
-
-MAX_N = 100
-MAX_TEXT = 64
-STATIC = resources.files("persona.web") / "static"
-
-
-class BadRequest(Exception):
-    pass
-
-
-def int_param(request: Request, name: str, default: int, low: int, high: int) -> int:
-    raw = request.query.get(name)
-    if raw is None:
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
-    return value
-
-
-def text_param(request: Request, name: str) -> str | None:
-    raw = request.query.get(name)
-    if raw is not None and not 0 < len(raw) <= MAX_TEXT:
-        raise BadRequest(f"{name} must have 1 to {MAX_TEXT} characters")
-    return raw
-
+__all__ = ["RecommendationsView", "RelatedView", "TrendingView", "UserView", "RulesView", "ModelsView"]
 
 def item_view(c: Candidate) -> dict:
     p = catalog.data[c.item_id]
     return {"item_id": c.item_id, "name": p.name, "brand": p.brand, "category": p.category, "family": p.family,
             "gender": p.gender, "price": p.price, "image": p.image, "score": round(c.score, 6),
             "reasons": c.reasons, "source": c.source}
-
-
-class CatalogView(View):
-    """A view that needs the catalog copy: 503 until it has caught up."""
-
-    async def dispatch(self, request: Request) -> Response:
-        if not catalog.ready.is_set():
-            return self.error(503, "catalog not loaded yet", headers={"Retry-After": "1"})
-        try:
-            return await super().dispatch(request)
-        except BadRequest as err:
-            return self.error(400, str(err))
 
 
 async def log_impression(user_id: str, rec_id: str, slot: str | None, items: list[Candidate]) -> None:
@@ -100,6 +58,8 @@ class RecommendationsView(CatalogView):
         out = blend(Profile.from_dict(stored) if stored else None, req, shop.sources())
         rec_id = uuid.uuid4().hex
         await log_impression(user_id, rec_id, req.slot, out.items)
+        if out.intent is not None:
+            counters[f"intent_{min(int(out.intent * 10), 9)}"] += 1
         return self.json({
             "user_id": user_id, "rec_id": rec_id, "strategy": out.strategy, "fallback": out.fallback,
             "intent": out.intent, "stage": out.stage, "rules_fired": out.fired,
@@ -127,7 +87,7 @@ class TrendingView(CatalogView):
 
 
 @app.page("/users/{user_id}")
-class UserView(View):
+class UserView(ApiView):
     async def get(self, request: Request, user_id: str) -> Response:
         if (forwarded := await forward_to_owner(self, request, user_id)) is not None:
             return forwarded
@@ -138,7 +98,7 @@ class UserView(View):
 
 
 @app.page("/rules")
-class RulesView(View):
+class RulesView(ApiView):
     async def get(self, request: Request) -> Response:
         active = shop.rules
         return self.json({"version": active.version, "source": "topic" if rules.get(ACTIVE_RULES) else "default",
@@ -147,26 +107,7 @@ class RulesView(View):
 
 
 @app.page("/models")
-class ModelsView(View):
+class ModelsView(ApiView):
     async def get(self, request: Request) -> Response:
         return self.json({name: {"version": m.version, **(m.metrics() if hasattr(m, "metrics") else {})}
                           for name, m in models.data.items()})
-
-
-@app.page("/health")
-class HealthView(View):
-    async def get(self, request: Request) -> Response:
-        ready = catalog.ready.is_set() and not app.rebalancing
-        return self.json({
-            "status": "ok" if ready else "starting",
-            "worker": str(app.conf.canonical_url),
-            "catalog_items": len(catalog),
-            "items_with_signals": len(item_stats_everywhere),
-            "counters": dict(counters),
-        })
-
-
-@app.page("/")
-class IndexView(View):
-    async def get(self, request: Request) -> Response:
-        return self.html((STATIC / "index.html").read_text(encoding="utf-8"))

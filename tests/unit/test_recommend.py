@@ -392,9 +392,6 @@ def test_a_reason_never_names_an_empty_family():
     assert not any(n.same_family for n in index.neighbours("a"))
 
 
-@pytest.mark.xfail(strict=True, reason="BUG: ContentIndex's family fill-in matches p.family == me.family also "
-                   "when both are unknown (''), so items sharing neither notes nor a family become neighbours "
-                   "(and are recommended with the viewed item's brand as the reason)")
 def test_items_sharing_neither_notes_nor_a_known_family_are_not_neighbours():
     index = ContentIndex([Product(item_id="a", brand="X", name="A", notes="cedar"),
                           Product(item_id="b", brand="Y", name="B", notes="rose"),
