@@ -85,6 +85,7 @@ class Event(BaseModel):
     transaction_id: str | None = None
     rec_id: str | None = None
     search_term: str | None = Field(default=None, max_length=512)
+    variant: str | None = Field(default=None, max_length=64)  # the blend variant of a served list
 
     @property
     def ts(self) -> float:

@@ -102,8 +102,11 @@ def _attribute(profile: Profile, event: Event, catalog: Mapping[str, Product]) -
         slot = (event.items[0].item_list_name if event.items else None) or "none"
         items = [[i.item_id, i.item_list_id or "unknown", i.index if i.index is not None else n]
                  for n, i in enumerate(event.items)]
-        imps[event.rec_id] = {"ts": event.ts, "slot": slot, "items": items, "clicked": []}
+        imps[event.rec_id] = {"ts": event.ts, "slot": slot, "items": items, "clicked": [], "variant": event.variant}
         feedback += [(source, slot, "impressions", 1.0, event.ts) for _, source, _ in items]
+        if event.variant:
+            profile.session.setdefault("variant", event.variant)  # one variant for the whole session
+            feedback.append((f"variant:{event.variant}", slot, "impressions", float(len(items)), event.ts))
         expired = sorted(imps, key=lambda r: imps[r]["ts"])[: max(0, len(imps) - MAX_IMPRESSIONS)]
         expired += [r for r in imps if event.ts - imps[r]["ts"] > ATTRIBUTION_WINDOW and r not in expired]
         for rec_id in expired:
@@ -120,19 +123,20 @@ def _attribute(profile: Profile, event: Event, catalog: Mapping[str, Product]) -
         if found is None:
             continue
         imp, (item_id, source, position) = found
+        counted = [(kinds[event.event_name], 1.0)]
         if event.event_name in CLICKS and event.rec_id in imps and item_id not in imp["clicked"]:
-            if not imp["clicked"]:
+            if not imp["clicked"]:  # the first click of a list teaches the re-ranker
                 for other_id, other_source, other_position in imp["items"]:
                     example(other_id, other_source, other_position, imp["slot"], other_id == item_id)
                     if other_id == item_id:
                         break
             imp["clicked"].append(item_id)
-            if event.event_name == "add_to_cart":
-                feedback.append((source, imp["slot"], "clicks", 1.0, event.ts))
-        feedback.append((source, imp["slot"], kinds[event.event_name], 1.0, event.ts))
+            if event.event_name == "add_to_cart":  # straight from the list into the cart: a click too
+                counted.append(("clicks", 1.0))
         if event.event_name == "purchase":
-            revenue = (item.price or 0.0) * (item.quantity or 1)
-            feedback.append((source, imp["slot"], "revenue", revenue, event.ts))
+            counted.append(("revenue", (item.price or 0.0) * (item.quantity or 1)))
+        for s in [source] + ([f"variant:{imp['variant']}"] if imp.get("variant") else []):
+            feedback += [(s, imp["slot"], kind, amount, event.ts) for kind, amount in counted]
     return examples, feedback
 
 

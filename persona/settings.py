@@ -34,6 +34,8 @@ class Settings:
     models_topic: str = "persona.models"
     rules_topic: str = "persona.rules"
     relations_topic: str = "persona.relations"
+    allocation: str = "bandit"  # how sessions get a blend variant: bandit (Thompson sampling) or ab
+    explore: float = 0.1  # share of sessions given a uniformly drawn variant under the bandit
     snapshot_every: float = 5.0  # seconds between model snapshots published by the trainer
     log_level: str = "info"
 

@@ -33,7 +33,7 @@ from persona.trending import in_category, trending
 
 __all__ = ["profiles", "item_stats", "neighbours", "strategy_stats", "catalog", "item_stats_everywhere",
            "neighbours_everywhere", "strategy_stats_everywhere",
-           "models", "rules", "relations", "shop", "ACTIVE_RULES"]
+           "models", "rules", "relations", "shop", "variant_stats", "ACTIVE_RULES"]
 
 ACTIVE_RULES = "active"  # the key of the rule set in the rules topic
 
@@ -65,6 +65,18 @@ REPLICAS = (catalog, item_stats_everywhere, neighbours_everywhere, strategy_stat
 def covisited(session: Sequence[str], k: int) -> list[tuple[str, float, str]]:
     """Co-visited items of a session, the latest view weighing most: (item, score, because)."""
     return score_session(session, neighbours_everywhere.get, k)
+
+
+def variant_stats() -> dict[str, tuple[float, float]]:
+    """(clicks, items shown) per blend variant, all slots together."""
+    out: dict[str, tuple[float, float]] = {}
+    for key, stats in strategy_stats_everywhere.data.items():
+        source, _, _ = key.partition("|")
+        if source.startswith("variant:"):
+            name, totals = source.removeprefix("variant:"), stats.get("totals", {})
+            clicks, shown = out.get(name, (0.0, 0.0))
+            out[name] = (clicks + totals.get("clicks", 0.0), shown + totals.get("impressions", 0.0))
+    return out
 
 
 class Shop:

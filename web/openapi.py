@@ -101,7 +101,7 @@ SPEC: dict[str, Any] = {
         "Recommendations": {"type": "object", "required": ["user_id", "rec_id", "strategy", "fallback", "items"],
                             "properties": {
             "user_id": {"type": "string"}, "rec_id": {"type": "string"}, "strategy": {"type": "string"},
-            "fallback": {"type": "boolean"}, "intent": {"type": ["number", "null"]},
+            "fallback": {"type": "boolean"}, "variant": {"type": "string"}, "intent": {"type": ["number", "null"]},
             "stage": {"type": ["string", "null"]}, "rules_fired": {"type": "array", "items": {"type": "string"}},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
     }},

@@ -8,9 +8,10 @@ import time
 from faust.web import Request, Response
 
 from persona import feedback
-from persona.agents.app import app
+from persona.agents.app import app, settings
+from persona.bandit import allocation
 from persona.agents.ingest import counters
-from persona.tables.state import REPLICAS, catalog, models, profiles, shop, strategy_stats_everywhere
+from persona.tables.state import REPLICAS, catalog, models, profiles, shop, strategy_stats_everywhere, variant_stats
 from persona.web.base import ApiView
 from persona.web.metrics import render
 
@@ -98,6 +99,8 @@ class StatsView(ApiView):
             "strategies": [feedback.summary(k, v) for k, v in stats],
             "recent": feedback.series(stats),
             "intent": {"histogram": intent},
+            "allocation": {"mode": settings.allocation, "explore": settings.explore,
+                           "variants": allocation(variant_stats(), explore=settings.explore)},
             "trending": [{"item_id": i, "name": products[i].name, "brand": products[i].brand, "score": s}
                          for i, s in shop.trending(None, 10) if i in products],
             "models": {name: {"version": m.version, **(m.metrics() if hasattr(m, "metrics") else {})}

@@ -13,13 +13,14 @@ import orjson
 from faust.web import Request, Response
 
 from persona.agents import topics
-from persona.agents.app import app
+from persona.agents.app import app, settings
+from persona.bandit import choose
 from persona.agents.ingest import counters, owner_partition
 from persona.blend import Request as BlendRequest
 from persona.blend import blend, related
 from persona.profile import Profile
 from persona.rules import Candidate
-from persona.tables.state import ACTIVE_RULES, catalog, models, profiles, rules, shop
+from persona.tables.state import ACTIVE_RULES, catalog, models, profiles, rules, shop, variant_stats
 from persona.web.base import MAX_N, ApiView, CatalogView, int_param, text_param
 from persona.web.routing import forward_to_owner, served_here
 
@@ -32,10 +33,10 @@ def item_view(c: Candidate) -> dict:
             "reasons": c.reasons, "source": c.source}
 
 
-async def log_impression(user_id: str, rec_id: str, slot: str | None, items: list[Candidate]) -> None:
+async def log_impression(user_id: str, rec_id: str, slot: str | None, variant: str, items: list[Candidate]) -> None:
     """The served list, as a GA4 view_item_list, on the impressions topic (keyed like events)."""
     impression = {
-        "event_id": rec_id, "event_name": "view_item_list", "user_id": user_id, "rec_id": rec_id,
+        "event_id": rec_id, "event_name": "view_item_list", "user_id": user_id, "rec_id": rec_id, "variant": variant,
         "timestamp": int(time.time() * 1000),
         "items": [{"item_id": c.item_id, "index": n, "item_list_id": c.source, "item_list_name": slot}
                   for n, c in enumerate(items)],
@@ -55,13 +56,18 @@ class RecommendationsView(CatalogView):
         if (forwarded := await forward_to_owner(self, request, user_id)) is not None:
             return forwarded
         stored = profiles.get(user_id)
-        out = blend(Profile.from_dict(stored) if stored else None, req, shop.sources())
+        profile = Profile.from_dict(stored) if stored else None
+        session = profile.session if profile else {}
+        req.variant = session.get("variant") or choose(session.get("id") or user_id, variant_stats(),
+                                                        settings.allocation, settings.explore)
+        out = blend(profile, req, shop.sources())
         rec_id = uuid.uuid4().hex
-        await log_impression(user_id, rec_id, req.slot, out.items)
+        await log_impression(user_id, rec_id, req.slot, req.variant, out.items)
         if out.intent is not None:
             counters[f"intent_{min(int(out.intent * 10), 9)}"] += 1
         return self.json({
             "user_id": user_id, "rec_id": rec_id, "strategy": out.strategy, "fallback": out.fallback,
+            "variant": req.variant,
             "intent": out.intent, "stage": out.stage, "rules_fired": out.fired,
             "items": [item_view(c) for c in out.items],
         }, headers=served_here())

@@ -72,3 +72,19 @@ def test_operators_read_health_metrics_and_the_api_description(worker):
     assert {"/recommendations/{user_id}", "/events", "/trending", "/metrics"} <= set(spec["paths"])
     stats = worker.get("/stats")[1]
     assert stats["workers"] == [worker.url] and stats["counters"]["applied"] > 0
+
+
+def test_a_session_keeps_its_blend_variant_and_the_allocation_is_visible(worker):
+    user = "explorer"
+    produce_events(worker.env, [event(user, items=(SAUVAGE,))])
+    wait_for(lambda: worker.get(f"/users/{user}")[0] == 200)
+    first = worker.get(f"/recommendations/{user}")[1]
+    wait_for(lambda: worker.get(f"/users/{user}")[1]["session"].get("variant") == first["variant"])
+    assert {worker.get(f"/recommendations/{user}")[1]["variant"] for _ in range(5)} == {first["variant"]}
+    rows = wait_for(lambda: [r for r in worker.get("/stats")[1]["strategies"]
+                             if r["source"] == f"variant:{first['variant']}"])
+    assert rows[0]["impressions"] >= len(first["items"])
+    allocation = worker.get("/stats")[1]["allocation"]
+    assert allocation["mode"] == "bandit"
+    assert set(allocation["variants"]) == {"balanced", "focused", "popular"}
+    assert abs(sum(v["share"] for v in allocation["variants"].values()) - 1) < 1e-9
