@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import faust
+from aiohttp_cors import ResourceOptions
 
 from persona.settings import Settings
 
@@ -10,9 +11,22 @@ __all__ = ["app", "settings"]
 
 settings = Settings.from_env()
 
+
+def _credentials():
+    """Faust's form of the broker security settings (None: PLAINTEXT)."""
+    options = settings.client_options()
+    if settings.security_protocol.startswith("SASL"):
+        return faust.SASLCredentials(username=settings.sasl_username, password=settings.sasl_password,
+                                     mechanism=settings.sasl_mechanism, ssl_context=options.get("ssl_context"))
+    if settings.security_protocol == "SSL":
+        return faust.SSLCredentials(options["ssl_context"])
+    return None
+
+
 app = faust.App(
     settings.app_id,
     broker=settings.broker_url,
+    broker_credentials=_credentials(),
     store="rocksdb://",
     autodiscover=False,  # modules are imported explicitly by persona.agents.worker
     topic_partitions=settings.partitions,
@@ -27,4 +41,6 @@ app = faust.App(
     # producer batch them instead of sending one request per record.
     producer_linger=0.01,
     producer_max_request_size=32 * 1024 * 1024,  # model snapshots (see topics.MODEL_BYTES)
+    web_cors_options={origin.strip(): ResourceOptions(allow_headers="*", expose_headers="*", allow_methods="*")
+                      for origin in settings.cors_origins.split(",") if origin.strip()},
 )

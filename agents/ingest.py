@@ -21,8 +21,8 @@ from persona.agents.app import app, settings
 from persona.agents.metrics import EVENT_LAG_SECONDS
 from persona import feedback, trending
 from persona.covisit import apply_updates
-from persona.events import InvalidEvent, parse_event
-from persona.pipeline import Effects, process
+from persona.events import Event, InvalidEvent, parse_event
+from persona.pipeline import Effects, aggregate_only, process
 from persona.profile import Profile
 from persona.tables.state import catalog, item_stats, neighbours, profiles, strategy_stats
 
@@ -60,6 +60,9 @@ async def ingest(stream):
         message = event.message
         positions[(message.topic, message.partition)] = message.offset
         EVENT_LAG_SECONDS.observe(max(time.time() - message.timestamp, 0.0))
+        if message.topic == settings.control_topic:
+            await control(message.value)
+            continue
         try:
             e = parse_event(message.value or b"")
         except InvalidEvent as err:
@@ -71,16 +74,67 @@ async def ingest(stream):
             counters["repartitioned"] += 1
             await topics.events.send(key=e.user_id.encode(), value=message.value, partition=owner)
             continue
-        stored = profiles.get(e.user_id)
-        profile = Profile.from_dict(stored) if stored else Profile(e.user_id)
-        fx = process(profile, e, catalog.data, served=message.topic == settings.impressions_topic)
-        if not fx.applied:
-            counters["duplicates"] += 1
-            continue
+        await apply(e, served=message.topic == settings.impressions_topic)
+
+
+async def apply(e: Event, served: bool) -> None:
+    stored = profiles.get(e.user_id)
+    if e.consent is False:  # nothing personal is kept: a stored profile goes too
+        if stored:
+            await forget(e.user_id, "consent withdrawn")
+        counters["without_consent"] += 1
+        await send_effects(aggregate_only(e))
+        return
+    profile = Profile.from_dict(stored) if stored else Profile(e.user_id)
+    fx = process(profile, e, catalog.data, served=served)
+    if not fx.applied:
+        counters["duplicates"] += 1
+        return
+    if stored or not served:  # a list served to an unknown (or deleted) shopper creates no profile
         profiles[e.user_id] = profile.to_dict()
-        counters[e.event_name] += 1
-        counters["applied"] += 1
-        await send_effects(fx)
+    counters[e.event_name] += 1
+    counters["applied"] += 1
+    await send_effects(fx)
+    if e.event_name == "login" and e.previous_user_id != e.user_id:
+        await send_control(e.previous_user_id, {"op": "export", "to": e.user_id})
+
+
+async def send_control(user_id: str, message: dict) -> None:
+    await topics.control.send(key=user_id.encode(), value=orjson.dumps({"user_id": user_id, **message}),
+                              partition=owner_partition(user_id))
+
+
+async def forget(user_id: str, why: str) -> None:
+    """Delete a user's state: the profile (a tombstone in its changelog) and their model factors."""
+    if profiles.get(user_id) is not None:
+        del profiles[user_id]
+    await topics.training.send(key=b"forget", value=orjson.dumps({"model": "forget", "user": user_id}))
+    await topics.deletions.send(key=user_id.encode(), value=orjson.dumps(
+        {"user_id": user_id, "why": why, "at": time.time()}))
+    counters["deleted"] += 1
+
+
+async def control(raw: bytes) -> None:
+    """Deletions and profile merges, on the partition of the user they concern."""
+    try:
+        message = orjson.loads(raw)
+        op, user_id = message["op"], message["user_id"]
+    except (orjson.JSONDecodeError, KeyError, TypeError) as err:
+        logger.warning("ignoring malformed control message %r: %s", raw[:200], err)
+        return
+    if op == "delete":
+        await forget(user_id, message.get("why", "deletion request"))
+    elif op == "export":  # at login: hand the anonymous profile to the account, then drop it
+        stored = profiles.get(user_id)
+        if stored:
+            await send_control(message["to"], {"op": "merge", "profile": stored})
+            await forget(user_id, f"merged into {message['to']}")
+    elif op == "merge":
+        stored = profiles.get(user_id)
+        profile = Profile.from_dict(stored) if stored else Profile(user_id)
+        profile.merge(Profile.from_dict({**message["profile"], "user_id": user_id}))
+        profiles[user_id] = profile.to_dict()
+        counters["merged"] += 1
 
 
 async def send_effects(fx: Effects) -> None:

@@ -20,7 +20,7 @@ __all__ = ["publish", "tail", "decode_record"]
 
 
 async def _topics(s: Settings) -> set[str]:
-    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap)
+    consumer = AIOKafkaConsumer(**s.client_options())
     await consumer.start()
     try:
         return await consumer.topics()
@@ -31,7 +31,7 @@ async def _topics(s: Settings) -> set[str]:
 async def publish(s: Settings, topic: str, records: Iterable[tuple[bytes, bytes]], total: int | None = None,
                   rate: float | None = None, label: str = "records") -> int:
     """Produce (key, value) pairs to ``topic``, at most ``rate`` per second, with a progress bar."""
-    producer = AIOKafkaProducer(bootstrap_servers=s.bootstrap, linger_ms=20, max_batch_size=256 * 1024,
+    producer = AIOKafkaProducer(**s.client_options(), linger_ms=20, max_batch_size=256 * 1024,
                                 acks="all", enable_idempotence=True)
     await producer.start()
     sent, started = 0, time.monotonic()
@@ -97,7 +97,7 @@ async def tail(s: Settings, topic: str, from_beginning: bool, user: str | None, 
     """
     if topic not in await _topics(s):
         raise SystemExit(f"persona tail: no topic {topic!r} on {s.bootstrap}")
-    consumer = AIOKafkaConsumer(topic, bootstrap_servers=s.bootstrap, group_id=None, enable_auto_commit=False,
+    consumer = AIOKafkaConsumer(topic, **s.client_options(), group_id=None, enable_auto_commit=False,
                                 auto_offset_reset="earliest" if from_beginning else "latest")
     await consumer.start()
     try:

@@ -10,15 +10,19 @@ from aiokafka.errors import TopicAlreadyExistsError
 from persona.agents.app import app, settings
 from persona.settings import Settings
 
-__all__ = ["events", "impressions", "interactions", "catalog", "dlq", "item_signals", "covisit", "feedback", "training", "models", "rules", "relations",
+__all__ = ["events", "impressions", "control", "deletions", "interactions", "catalog", "dlq", "item_signals", "covisit", "feedback", "training", "models", "rules", "relations",
            "ensure_topics"]
 
 logger = logging.getLogger(__name__)
 
 events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
 impressions = app.topic(settings.impressions_topic, key_type=bytes, value_type=bytes)
-# What the ingest agent reads: storefront events, and the recommendations the workers served.
-interactions = app.topic(settings.events_topic, settings.impressions_topic, key_type=bytes, value_type=bytes)
+control = app.topic(settings.control_topic, key_type=bytes, value_type=bytes)
+deletions = app.topic(settings.deletions_topic, key_type=bytes, value_type=bytes)
+# What the ingest agent reads, all keyed by user: storefront events, the recommendations workers
+# served, and control messages (deletions, profile merges at login).
+interactions = app.topic(settings.events_topic, settings.impressions_topic, settings.control_topic,
+                         key_type=bytes, value_type=bytes)
 catalog = app.topic(settings.catalog_topic, key_type=bytes, value_type=bytes)
 dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
 item_signals = app.topic(settings.item_signals_topic, key_type=bytes, value_type=bytes)
@@ -38,6 +42,8 @@ def topic_specs(s: Settings) -> list[NewTopic]:
     return [
         NewTopic(s.events_topic, p, r),
         NewTopic(s.impressions_topic, p, r),  # co-partitioned with events: both update profiles
+        NewTopic(s.control_topic, p, r),  # likewise
+        NewTopic(s.deletions_topic, 1, r),
         NewTopic(s.dlq_topic, p, r),
         NewTopic(s.item_signals_topic, p, r),
         NewTopic(s.covisit_topic, p, r),
@@ -52,7 +58,7 @@ def topic_specs(s: Settings) -> list[NewTopic]:
 
 async def ensure_topics(s: Settings = settings) -> list[str]:
     """Create missing topics; return the names created. Existing topics are left as they are."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap, request_timeout_ms=10000)
+    admin = AIOKafkaAdminClient(**s.client_options(), request_timeout_ms=10000)
     await admin.start()
     try:
         existing = set(await admin.list_topics())

@@ -38,7 +38,9 @@ class Trainer:
 
     def learn(self, example: Mapping[str, Any]) -> None:
         name = example["model"]
-        if name == "cf":
+        if name == "forget":
+            self.models["cf"].forget(example["user"])
+        elif name == "cf":
             self.models["cf"].learn(example["user"], example["item"], float(example["weight"]))
         else:
             self.models[name].learn(example["features"], bool(example["label"]))

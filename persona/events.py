@@ -34,9 +34,10 @@ EVENT_NAMES = (
     "view_item_list",
     "select_item",
     "search",
+    "login",
 )
 EventName = Literal[
-    "view_item", "add_to_cart", "remove_from_cart", "purchase", "view_item_list", "select_item", "search"
+    "view_item", "add_to_cart", "remove_from_cart", "purchase", "view_item_list", "select_item", "search", "login"
 ]
 
 MAX_EVENT_BYTES = 64 * 1024
@@ -86,6 +87,8 @@ class Event(BaseModel):
     rec_id: str | None = None
     search_term: str | None = Field(default=None, max_length=512)
     variant: str | None = Field(default=None, max_length=64)  # the blend variant of a served list
+    previous_user_id: Id | None = None  # login: the anonymous id whose profile joins the account
+    consent: bool | None = None  # False: no personal state is kept, only aggregate counts
 
     @property
     def ts(self) -> float:
@@ -140,6 +143,8 @@ def parse_event(raw: bytes | str, now: float | None = None) -> Event:
         raise InvalidEvent(f"event: not UTF-8 ({err.reason})") from None
     if event.event_name in _NEEDS_ITEMS and not event.items:
         raise InvalidEvent(f"items: {event.event_name} needs at least one item")
+    if event.event_name == "login" and not event.previous_user_id:
+        raise InvalidEvent("previous_user_id: login needs the anonymous id it replaces")
     now = time.time() if now is None else now
     if event.timestamp is None:
         return event.model_copy(update={"timestamp": int(now * 1000)})

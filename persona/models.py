@@ -303,9 +303,17 @@ class Collaborative:
                 if other != item_id:
                     self.mf.learn_one(user_id, other, 0.0)
         while len(self._users) > self.max_users:
-            old, _ = self._users.popitem(last=False)
-            for table in (self.mf.u_biases, self.mf.u_latents):
-                table.pop(old, None)
+            self._drop(next(iter(self._users)))
+        self.version += 1
+
+    def _drop(self, user_id: str) -> None:
+        self._users.pop(user_id, None)
+        for table in (self.mf.u_biases, self.mf.u_latents):
+            table.pop(user_id, None)
+
+    def forget(self, user_id: str) -> None:
+        """Remove everything the model holds about a user (a deletion request)."""
+        self._drop(user_id)
         self.version += 1
 
     def score(self, user_id: str, item_ids: Sequence[str]) -> list[float]:

@@ -33,7 +33,7 @@ from persona.events import Event
 from persona.models import ReRanker, session_features
 from persona.profile import Profile
 
-__all__ = ["Effects", "process", "CF_WEIGHTS"]
+__all__ = ["Effects", "process", "aggregate_only", "CF_WEIGHTS"]
 
 CF_WEIGHTS = {"view_item": 1.0, "select_item": 1.0, "add_to_cart": 3.0, "purchase": 5.0}
 ITEM_SIGNALS = set(CF_WEIGHTS)
@@ -138,6 +138,13 @@ def _attribute(profile: Profile, event: Event, catalog: Mapping[str, Product]) -
         for s in [source] + ([f"variant:{imp['variant']}"] if imp.get("variant") else []):
             feedback += [(s, imp["slot"], kind, amount, event.ts) for kind, amount in counted]
     return examples, feedback
+
+
+def aggregate_only(event: Event) -> Effects:
+    """Effects of an event sent without consent: counts for best-sellers and trending, nothing personal."""
+    signals = [(i.item_id, event.event_name, i.quantity or 1, event.ts) for i in event.items] \
+        if event.event_name in ITEM_SIGNALS else []
+    return Effects(applied=True, item_signals=signals)
 
 
 def process(profile: Profile, event: Event, catalog: Mapping[str, Product], served: bool = False) -> Effects:

@@ -97,6 +97,25 @@ class Profile:
         s["last"] = max(s["last"], ts)
         s["events"] += 1
 
+    def merge(self, other: "Profile") -> None:
+        """Take in another profile of the same person (an anonymous one, at login).
+
+        >>> account = Profile("acct", recent=[["b", 20.0, "view_item"]], counts={"view_item": 1})
+        >>> account.merge(Profile("anon", recent=[["a", 10.0, "view_item"]], counts={"view_item": 2},
+        ...                       cart=["a"], first_seen=10.0, last_seen=10.0))
+        >>> account.recent, account.counts, account.cart, account.first_seen
+        ([['a', 10.0, 'view_item'], ['b', 20.0, 'view_item']], {'view_item': 3}, ['a'], 10.0)
+        """
+        self.recent = sorted(self.recent + other.recent, key=lambda r: r[1])[-MAX_RECENT:]
+        for name, n in other.counts.items():
+            self.counts[name] = self.counts.get(name, 0) + n
+        self.cart = (other.cart + [i for i in self.cart if i not in other.cart])[-MAX_CART:]
+        self.purchased = ([i for i in other.purchased if i not in self.purchased] + self.purchased)[-MAX_PURCHASED:]
+        self.first_seen = min(filter(None, (self.first_seen, other.first_seen)), default=0.0)
+        self.last_seen = max(self.last_seen, other.last_seen)
+        self.applied = (other.applied + [i for i in self.applied if i not in other.applied])[-DEDUP_WINDOW:]
+        self.impressions = {**other.impressions, **self.impressions}
+
     def recent_items(self, now: float, window: float) -> list[tuple[str, float, str]]:
         """Items touched within ``window`` seconds before ``now``, newest first, one entry per item.
 

@@ -30,6 +30,8 @@ class Settings:
     impressions_topic: str = "persona.impressions"
     covisit_topic: str = "persona.covisit"
     feedback_topic: str = "persona.feedback"
+    control_topic: str = "persona.control"  # deletions and profile merges, keyed by user like events
+    deletions_topic: str = "persona.deletions"  # the record of every deletion
     training_topic: str = "persona.training"
     models_topic: str = "persona.models"
     rules_topic: str = "persona.rules"
@@ -38,6 +40,14 @@ class Settings:
     explore: float = 0.1  # share of sessions given a uniformly drawn variant under the bandit
     snapshot_every: float = 5.0  # seconds between model snapshots published by the trainer
     log_level: str = "info"
+    admin_token: str = ""  # required by admin endpoints (DELETE /users, PUT /rules); unset: they answer 403
+    cors_origins: str = ""  # comma-separated storefront origins allowed to call the API from a browser
+    # Broker security for production (the local demo uses PLAINTEXT on loopback).
+    security_protocol: str = "PLAINTEXT"  # PLAINTEXT, SSL, SASL_PLAINTEXT or SASL_SSL
+    sasl_mechanism: str = "PLAIN"  # PLAIN, SCRAM-SHA-256 or SCRAM-SHA-512
+    sasl_username: str = ""
+    sasl_password: str = ""
+    ssl_cafile: str = ""  # CA bundle to verify the brokers (default: the system's)
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> "Settings":
@@ -48,6 +58,18 @@ class Settings:
             if raw is not None:
                 values[f.name] = {"int": int, "float": float}.get(f.type, str)(raw)
         return cls(**values)
+
+    def client_options(self) -> dict:
+        """Connection settings for aiokafka clients (producers, consumers, admin)."""
+        options: dict = {"bootstrap_servers": self.bootstrap, "security_protocol": self.security_protocol}
+        if "SSL" in self.security_protocol:
+            import ssl
+
+            options["ssl_context"] = ssl.create_default_context(cafile=self.ssl_cafile or None)
+        if self.security_protocol.startswith("SASL"):
+            options.update(sasl_mechanism=self.sasl_mechanism, sasl_plain_username=self.sasl_username,
+                           sasl_plain_password=self.sasl_password)
+        return options
 
     @property
     def broker_url(self) -> str:

@@ -68,9 +68,9 @@ class Replica:
         if self.on_change:
             self.on_change()
 
-    async def run(self, bootstrap: str) -> None:
+    async def run(self, client_options: dict) -> None:
         # Without a group, aiokafka assigns every partition of the subscribed topic to us.
-        consumer = AIOKafkaConsumer(self.topic, bootstrap_servers=bootstrap, group_id=None,
+        consumer = AIOKafkaConsumer(self.topic, **client_options, group_id=None,
                                     enable_auto_commit=False, auto_offset_reset="earliest")
         await consumer.start()
         try:

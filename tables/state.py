@@ -139,7 +139,7 @@ shop = Shop()
 
 def _follow(replica: Replica):
     async def follow() -> None:
-        await replica.run(settings.bootstrap)
+        await replica.run(settings.client_options())
     follow.__name__ = f"follow_{replica.topic}"
     return follow
 

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import hmac
 import time
 
 from faust.web import Request, Response, View
 
+from persona.agents.app import settings
 from persona.agents.metrics import REQUEST_SECONDS
 from persona.tables.state import catalog
 
-__all__ = ["BadRequest", "ApiView", "CatalogView", "int_param", "text_param", "MAX_N"]
+__all__ = ["BadRequest", "ApiView", "CatalogView", "admin_error", "int_param", "text_param", "MAX_N"]
 
 MAX_N = 100
 MAX_TEXT = 64
@@ -51,6 +53,16 @@ class ApiView(View):
         finally:
             route = request.match_info.route.resource.canonical if request.match_info.route.resource else "?"
             REQUEST_SECONDS.labels(route).observe(time.perf_counter() - started)
+
+
+def admin_error(request: Request) -> tuple[int, str] | None:
+    """Why an admin request is refused, or None: a ``Bearer`` token equal to PERSONA_ADMIN_TOKEN."""
+    if not settings.admin_token:
+        return 403, "admin endpoints are disabled: set PERSONA_ADMIN_TOKEN on the workers"
+    given = request.headers.get("Authorization", "").removeprefix("Bearer ").strip()
+    if not hmac.compare_digest(given.encode(), settings.admin_token.encode()):  # constant time
+        return 401, "an admin token is required: Authorization: Bearer <PERSONA_ADMIN_TOKEN>"
+    return None
 
 
 class CatalogView(ApiView):

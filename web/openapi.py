@@ -40,6 +40,11 @@ def _get(summary: str, params: list[dict], ok: dict, *errors: int) -> dict[str, 
     return {"get": {"summary": summary, "parameters": params, "responses": responses}}
 
 
+ADMIN_RESPONSES = {
+    "202": {"description": "accepted", "content": {"application/json": {"schema": {"type": "object"}}}},
+    "401": {"description": "missing or wrong admin token", "content": {"application/json": {"schema": ERROR}}},
+    "403": {"description": "admin endpoints disabled", "content": {"application/json": {"schema": ERROR}}}}
+
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
     "info": {"title": "persona", "version": "0.1.0",
@@ -62,9 +67,18 @@ SPEC: dict[str, Any] = {
             {"type": "object", "properties": {"total": {"type": "integer"},
                                               "items": {"type": "array", "items": {"$ref": "#/components/schemas/Product"}}}},
             400, 503),
-        "/users/{user_id}": _get("A shopper's profile, for debugging", [_path("user_id", "the shopper")],
-                                 {"type": "object"}, 404),
-        "/rules": _get("The active rule set and the last rejected one", [], {"type": "object"}),
+        "/users/{user_id}": {
+            **_get("A shopper's profile with intent and journey stage, for debugging",
+                   [_path("user_id", "the shopper")], {"type": "object"}, 404),
+            "delete": {"summary": "Delete everything about a shopper (admin token)", "security": [{"admin": []}],
+                       "parameters": [_path("user_id", "the shopper")], "responses": ADMIN_RESPONSES}},
+        "/rules": {
+            **_get("The active rule set and the last rejected one", [], {"type": "object"}),
+            "put": {"summary": "Validate and activate a rule set on every worker (admin token)",
+                    "security": [{"admin": []}],
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "responses": {**ADMIN_RESPONSES, "400": {"description": "invalid rule set",
+                                                             "content": {"application/json": {"schema": ERROR}}}}}},
         "/models": _get("Model versions and prequential figures", [], {"type": "object"}),
         "/stats": _get("Live figures of all workers (the dashboard's data)", [], {"type": "object"}),
         "/health": _get("Status of this worker", [], {"type": "object"}),
@@ -86,7 +100,7 @@ SPEC: dict[str, Any] = {
                                   "content": {"application/json": {"schema": ERROR}}},
                           "413": {"description": "body too large", "content": {"application/json": {"schema": ERROR}}}}}},
     },
-    "components": {"schemas": {
+    "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}, "schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
         "Event": Event.model_json_schema(ref_template="#/components/schemas/{model}"),
         "Item": {"type": "object", "properties": {

@@ -15,13 +15,14 @@ from faust.web import Request, Response
 from persona.agents import topics
 from persona.agents.app import app, settings
 from persona.bandit import choose
-from persona.agents.ingest import counters, owner_partition
+from persona.agents.ingest import counters, owner_partition, send_control
+from persona.models import journey_stage
 from persona.blend import Request as BlendRequest
 from persona.blend import blend, related
 from persona.profile import Profile
-from persona.rules import Candidate
+from persona.rules import Candidate, InvalidRules, parse_rules
 from persona.tables.state import ACTIVE_RULES, catalog, models, profiles, rules, shop, variant_stats
-from persona.web.base import MAX_N, ApiView, CatalogView, int_param, text_param
+from persona.web.base import MAX_N, ApiView, CatalogView, admin_error, int_param, text_param
 from persona.web.routing import forward_to_owner, served_here
 
 __all__ = ["RecommendationsView", "RelatedView", "TrendingView", "UserView", "RulesView", "ModelsView"]
@@ -100,11 +101,35 @@ class UserView(ApiView):
         stored = profiles.get(user_id)
         if not stored:
             return self.error(404, f"no profile for user {user_id!r}", headers=served_here())
-        return self.json(stored, headers=served_here())
+        profile = Profile.from_dict(stored)
+        src, now = shop.sources(), max(time.time(), profile.last_seen)
+        intent = src.intent(profile, now) if src.intent else None
+        return self.json({**stored, "intent": intent, "stage": journey_stage(profile, intent, now, catalog.data)},
+                         headers=served_here())
+
+    async def delete(self, request: Request, user_id: str) -> Response:
+        """Delete everything about a user (admin): profile, model factors; the deletion is recorded."""
+        if refused := admin_error(request):
+            return self.error(*refused)
+        await send_control(user_id, {"op": "delete", "why": "deletion request"})
+        return self.json({"user_id": user_id, "status": "deletion scheduled"}, status=202)
 
 
 @app.page("/rules")
 class RulesView(ApiView):
+    async def put(self, request: Request) -> Response:
+        """Validate a rule set and make it the active one on every worker (admin)."""
+        if refused := admin_error(request):
+            return self.error(*refused)
+        raw = await request.read()
+        try:
+            ruleset = parse_rules(raw)
+        except InvalidRules as err:
+            return self.error(400, str(err))
+        await topics.rules.send(key=ACTIVE_RULES.encode(), value=raw)
+        return self.json({"version": ruleset.version, "rules": len(ruleset.rules), "status": "published"},
+                         status=202)
+
     async def get(self, request: Request) -> Response:
         active = shop.rules
         return self.json({"version": active.version, "source": "topic" if rules.get(ACTIVE_RULES) else "default",

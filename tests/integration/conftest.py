@@ -26,6 +26,7 @@ from persona.settings import TOPICS, Settings
 
 BOOTSTRAP = os.environ.get("PERSONA_TEST_BOOTSTRAP", "127.0.0.1:9092")
 PERSONA = str(Path(sys.executable).with_name("persona"))
+ADMIN_TOKEN = "test-admin-" + uuid.uuid4().hex
 
 
 def _broker_up() -> bool:
@@ -56,7 +57,8 @@ class Env(dict):
         tag = uuid.uuid4().hex[:8]
         topics = {f"PERSONA_{name.upper()}": f"test-{tag}.{name.removesuffix('_topic')}" for name in TOPICS}
         return cls(PERSONA_BOOTSTRAP=BOOTSTRAP, PERSONA_APP_ID=f"persona-test-{tag}",
-                   PERSONA_PARTITIONS=str(partitions), PERSONA_SNAPSHOT_EVERY="1", **topics)
+                   PERSONA_PARTITIONS=str(partitions), PERSONA_SNAPSHOT_EVERY="1", PERSONA_ADMIN_TOKEN=ADMIN_TOKEN,
+                   **topics)
 
     @property
     def settings(self) -> Settings:

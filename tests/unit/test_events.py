@@ -280,6 +280,8 @@ def valid_events(draw):
     name = draw(st.sampled_from(EVENT_NAMES))
     event = {"event_id": draw(ids), "event_name": name, "user_id": draw(ids)}
     event["items"] = draw(st.lists(items, min_size=1 if name in NEEDS_ITEMS else 0, max_size=5))
+    if name == "login":
+        event["previous_user_id"] = draw(ids)
     if draw(st.booleans()):
         event["session_id"] = draw(ids)
     stamp = draw(st.sampled_from(["ms", "iso", "none"]))
@@ -306,3 +308,11 @@ def test_valid_events_round_trip_through_json(event):
     else:
         assert e.ts == pytest.approx(NOW, abs=0.001)
     assert MIN_MS / 1000 <= e.ts <= NOW + DAY
+
+
+def test_login_needs_the_anonymous_id_it_replaces():
+    assert field_of(reason(json.dumps({"event_id": "e", "event_name": "login", "user_id": "acct"}))) == \
+        "previous_user_id"
+    e = parse_event(json.dumps({"event_id": "e", "event_name": "login", "user_id": "acct",
+                                "previous_user_id": "anon-1"}).encode(), now=NOW)
+    assert e.previous_user_id == "anon-1"
