@@ -29,6 +29,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
+from persona.bandit import VARIANTS
 from persona.catalog import Product
 from persona.companions import Companions
 from persona.profile import Profile
@@ -39,15 +40,10 @@ from persona.trending import in_category
 
 __all__ = ["Sources", "Request", "Blended", "blend", "related", "WEIGHTS"]
 
-# Generator weights at intent 0 and at intent 1 (linear in between).
-WEIGHTS = {
-    "content": (0.8, 1.6),
-    "covisit": (0.8, 1.4),
-    "cf": (0.6, 0.5),
-    "trending": (0.6, 0.2),
-    "best_sellers": (0.05, 0.05),
-}
+# Generator weights at intent 0 and at intent 1 (linear in between), per blend variant.
+WEIGHTS = VARIANTS["balanced"]
 FILL_FACTOR = 3  # best-sellers offered to the rules, per requested item
+NOT_PERSONAL = {"best_sellers", "trending"}  # what an unknown shopper gets too: the fallback
 
 
 @dataclass
@@ -57,6 +53,7 @@ class Request:
     slot: str | None = None
     item_id: str | None = None  # product-page context
     category: str | None = None  # keep items of this family, concentration or gender
+    variant: str = "balanced"  # generator weights: a key of persona.bandit.VARIANTS
 
 
 @dataclass
@@ -105,9 +102,11 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
               exclude: set[str]) -> dict[str, list[Candidate]]:
     """Candidates per generator, scores normalised to [0, 1]."""
     out: dict[str, list[Candidate]] = {}
-    anchor = Profile("", recent=[[req.item_id, now, "view_item"]]) if req.item_id else None
-    for who in (p for p in (profile, anchor) if p is not None):
-        out.setdefault("content", []).extend(recently_viewed(who, src.index, now, exclude)[: 3 * req.n])
+    # The product-page item counts as a view right now, next to what the shopper touched recently:
+    # one call, so an item close to both gets the sum of both contributions, once.
+    touched = (profile.recent if profile else []) + ([[req.item_id, now, "view_item"]] if req.item_id else [])
+    if touched:
+        out["content"] = recently_viewed(Profile("", recent=touched), src.index, now, exclude)[: 3 * req.n]
     session = [i for i, _, _ in reversed(profile.recent_items(now, RECENT_WINDOW))] if profile else []
     session += [req.item_id] if req.item_id else []
     if src.covisit and session:
@@ -123,7 +122,9 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
             trend += [Candidate(i, s, "trending", [f"trending in {family} fragrances"])
                       for i, s in src.trending(family, req.n)]
         out["trending"] = trend
-    out["best_sellers"] = [Candidate(i, s, "best_sellers", ["best-seller"]) for i, s in src.best[: FILL_FACTOR * req.n]]
+    bought = set(profile.purchased) if profile else set()
+    fill = [(i, s) for i, s in src.best if i not in exclude and i not in bought][: FILL_FACTOR * req.n]
+    out["best_sellers"] = [Candidate(i, s, "best_sellers", ["best-seller"]) for i, s in fill]
     for name, cands in out.items():
         cands = [c for c in cands if c.item_id not in exclude and c.item_id in src.catalog]
         if req.category:
@@ -133,11 +134,12 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
     return out
 
 
-def _merge(per_generator: dict[str, list[Candidate]], intent: float) -> list[Candidate]:
+def _merge(per_generator: dict[str, list[Candidate]], intent: float,
+           weights: dict[str, tuple[float, float]] = WEIGHTS) -> list[Candidate]:
     merged: dict[str, Candidate] = {}
     best_part: dict[str, float] = {}
     for name, cands in per_generator.items():
-        low, high = WEIGHTS[name]
+        low, high = weights[name]
         weight = low + (high - low) * intent
         for c in cands:
             part = weight * c.score
@@ -161,15 +163,17 @@ def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
     exclude = {req.item_id} if req.item_id else set()
     if profile:
         exclude |= set(profile.cart) | {i for i, _, _ in profile.recent_items(now, RECENT_WINDOW)}
-    candidates = _merge(_generate(profile, req, src, now, exclude), intent if intent is not None else 0.5)
+    candidates = _merge(_generate(profile, req, src, now, exclude), intent if intent is not None else 0.5,
+                        VARIANTS.get(req.variant, WEIGHTS))
     if src.click_probability:
         for rank, c in enumerate(candidates):
             c.score *= 0.5 + src.click_probability(c, rank, profile, req.slot)
     ctx = Context(profile=profile, now=now, catalog=src.catalog, companions=src.companions,
                   intent=intent, stage=stage, slot=req.slot, item_id=req.item_id)
     decision = apply_rules(src.rules, ctx, candidates)
-    items = [c for c in decision.candidates if c.item_id not in exclude][: req.n]
-    personal = any(c.source != "best_sellers" for c in items)
+    items = [c for c in decision.candidates if c.item_id not in exclude and c.item_id in src.catalog
+             and (not req.category or in_category(src.catalog[c.item_id], req.category))][: req.n]
+    personal = any(c.source not in NOT_PERSONAL for c in items)
     strategy = decision.strategy or ("personalized" if personal else "best_sellers")
     return Blended(strategy, not personal, items, intent, stage, decision.fired)
 

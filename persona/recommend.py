@@ -1,9 +1,11 @@
-"""Recommendations for one user: react to what they touched in the last minutes, else best-sellers.
+"""The "content" generator: react to what a shopper touched in the last minutes.
 
-The real-time strategy takes the items a user viewed, selected or put in the cart within
+:func:`recently_viewed` takes the items a user viewed, selected or put in the cart within
 ``RECENT_WINDOW`` seconds, weights each by recency (half-life ``HALF_LIFE``) and by how strong the
-signal was, and sums the content similarity of their neighbours. What the user bought, has in the
-cart or just looked at is left out. Slots it cannot fill come from the best-sellers.
+signal was (``SIGNAL``), and sums the content similarity of their neighbours. It returns
+:class:`~persona.rules.Candidate` objects with source ``"content"``, best first, each with the
+reason of its strongest contribution. Items in ``exclude`` are left out; everything else
+(best-seller fill, other generators, rules, fallback) is :func:`persona.blend.blend`'s job.
 
 >>> from persona.catalog import Product
 >>> from persona.profile import Profile
@@ -12,49 +14,34 @@ cart or just looked at is left out. Slots it cannot fill come from the best-sell
 ...     Product(item_id="b", brand="Y", name="B", family="woody", notes="cedar, vetiver"),
 ...     Product(item_id="c", brand="Z", name="C", family="floral", notes="rose")])
 >>> user = Profile("u1", recent=[["a", 1000.0, "view_item"]], last_seen=1000.0)
->>> recs = recommend(user, idx, best=[("c", 0.9), ("b", 0.5)], now=1060.0, n=2)
->>> recs.strategy, recs.fallback, [r.item_id for r in recs.items]
-('recently_viewed', False, ['b', 'c'])
->>> recs.items[0].reasons
+>>> got = recently_viewed(user, idx, now=1060.0, exclude={"a"})
+>>> [(c.item_id, c.source) for c in got]
+[('b', 'content')]
+>>> got[0].reasons
 ['similar to X A you viewed 1 min ago (cedar, vetiver)']
->>> recommend(None, idx, best=[("c", 0.9)], now=0.0, n=1).fallback
-True
+>>> recently_viewed(user, idx, now=1000.0 + RECENT_WINDOW + 1, exclude=set())  # too long ago
+[]
 """
 
 from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import asdict, dataclass, field
+from typing import TYPE_CHECKING
 
 from persona.profile import Profile
 from persona.similarity import ContentIndex
 
-__all__ = ["Recommendation", "Recommended", "recommend", "RECENT_WINDOW", "HALF_LIFE"]
+if TYPE_CHECKING:
+    from persona.rules import Candidate
+
+__all__ = ["recently_viewed", "ago", "RECENT_WINDOW", "HALF_LIFE", "SIGNAL", "VERBS"]
 
 RECENT_WINDOW = 30 * 60
 HALF_LIFE = 5 * 60
 SIGNAL = {"view_item": 1.0, "select_item": 1.0, "add_to_cart": 2.0}
 NEIGHBOURS_PER_ITEM = 50
 VERBS = {"view_item": "viewed", "select_item": "viewed", "add_to_cart": "added to your cart"}
-
-
-@dataclass
-class Recommended:
-    item_id: str
-    score: float
-    reasons: list[str]
-    source: str
-
-
-@dataclass
-class Recommendation:
-    strategy: str
-    fallback: bool
-    items: list[Recommended] = field(default_factory=list)
-
-    def to_dict(self) -> dict:
-        return asdict(self)
 
 
 def ago(seconds: float) -> str:
@@ -70,8 +57,10 @@ def ago(seconds: float) -> str:
     return f"{int(seconds // 3600)} h ago"
 
 
-def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: set[str]) -> list[Recommended]:
+def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: set[str]) -> list[Candidate]:
     """Neighbours of recently touched items, scored by similarity x recency x signal strength."""
+    from persona.rules import Candidate  # not at the top: persona.rules imports VERBS and ago from here
+
     scores: dict[str, float] = defaultdict(float)
     best_reason: dict[str, tuple[float, str]] = {}
     for item_id, age, name in profile.recent_items(now, RECENT_WINDOW):
@@ -89,31 +78,4 @@ def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: 
                 text = f"similar to {source.title} you {VERBS.get(name, 'viewed')} {ago(age)} ({why})"
                 best_reason[nb.item_id] = (contribution, text)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [Recommended(i, round(s, 6), [best_reason[i][1]], "recently_viewed") for i, s in ranked]
-
-
-def recommend(
-    profile: Profile | None,
-    index: ContentIndex,
-    best: list[tuple[str, float]],
-    now: float,
-    n: int = 10,
-) -> Recommendation:
-    """Up to ``n`` items for a user; ``best`` is the best-seller list, best first."""
-    exclude: set[str] = set()
-    personal: list[Recommended] = []
-    if profile is not None:
-        now = max(now, profile.last_seen)
-        exclude = set(profile.purchased) | set(profile.cart)
-        exclude |= {item_id for item_id, _, _ in profile.recent_items(now, RECENT_WINDOW)}
-        personal = recently_viewed(profile, index, now, exclude)[:n]
-    chosen = {r.item_id for r in personal}
-    fill = [
-        Recommended(i, s, ["best-seller"], "best_sellers")
-        for i, s in best
-        if i not in exclude and i not in chosen and i in index.products
-    ]
-    items = personal + fill[: n - len(personal)]
-    if personal:
-        return Recommendation("recently_viewed", False, items)
-    return Recommendation("best_sellers", True, items)
+    return [Candidate(i, round(s, 6), "content", [best_reason[i][1]]) for i, s in ranked]

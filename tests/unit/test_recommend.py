@@ -1,9 +1,12 @@
-"""Content similarity, best-sellers and the real-time recommender, on a hand-made and on the real catalog."""
+"""Content similarity, best-sellers and the "content" generator, on a hand-made and on the real catalog.
+
+Service-level behaviour (fallback, fill-up, rules, intent) is tested on :func:`persona.blend.blend`
+in ``test_blend.py``.
+"""
 
 from __future__ import annotations
 
 import json
-import random
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -13,7 +16,8 @@ from persona.catalog import Product, default_catalog_path, read_catalog
 from persona.events import parse_event
 from persona.popularity import best_sellers, prior
 from persona.profile import Profile
-from persona.recommend import HALF_LIFE, RECENT_WINDOW, recommend
+from persona.recommend import HALF_LIFE, RECENT_WINDOW, SIGNAL, recently_viewed
+from persona.rules import Candidate
 from persona.similarity import GENDER_MISMATCH, ContentIndex
 
 NOW = 1_800_000_000.0
@@ -67,8 +71,8 @@ def user(*events, user_id: str = "u1") -> Profile:
     return p
 
 
-def ids(recs) -> list[str]:
-    return [r.item_id for r in recs.items]
+def ids(candidates: list[Candidate]) -> list[str]:
+    return [c.item_id for c in candidates]
 
 
 def check_neighbours(index: ContentIndex, item_id: str, k: int) -> None:
@@ -222,71 +226,83 @@ def test_real_catalog_purchases_lift_an_item_more_than_views(real):
     assert rank({"view_item": 1}) > len(products) // 2  # one view barely moves it
 
 
-# --- recommend --------------------------------------------------------------------------------
+# --- the "content" generator: recently_viewed ---------------------------------------------------
 
 
-BEST = [(p.item_id, 1.0 - i / 100) for i, p in enumerate(sorted(SMALL, key=lambda p: p.item_id))]
+def rv(profile: Profile, index: ContentIndex, exclude=(), now: float = NOW) -> list[Candidate]:
+    return recently_viewed(profile, index, now, set(exclude))
 
 
-def test_recommends_neighbours_of_what_was_just_viewed_with_the_reason(small):
-    p = user(("view_item", "m1", NOW - 2 * MINUTE))
-    recs = recommend(p, small, BEST, now=NOW, n=3)
-    assert (recs.strategy, recs.fallback) == ("recently_viewed", False)
-    assert ids(recs)[0] in {"m2", "u2"} and set(ids(recs)) == {"m2", "u2", "w3"}
-    for r in recs.items:
-        assert r.source == "recently_viewed"
-        assert len(r.reasons) == 1
-        assert BY_ID["m1"].title in r.reasons[0]  # "Atelier Cedar Man Eau de Parfum"
-        assert "viewed" in r.reasons[0] and "2 min ago" in r.reasons[0]
-    assert "cedar" in recs.items[0].reasons[0]
+def decay(age: float) -> float:
+    return 0.5 ** (age / HALF_LIFE)
 
 
-def test_excludes_purchased_cart_and_just_viewed_items(small):
-    p = user(("purchase", "m2", NOW - 20 * MINUTE), ("add_to_cart", "u2", NOW - 10 * MINUTE),
-             ("view_item", "m1", NOW - MINUTE), ("view_item", "f1", NOW - MINUTE))
-    recs = recommend(p, small, BEST, now=NOW, n=len(SMALL))
-    got = ids(recs)
-    assert not {"m1", "m2", "u2", "f1"} & set(got)
-    assert set(got) == {p.item_id for p in SMALL} - {"m1", "m2", "u2", "f1"}  # every other item fills in
-    assert {r.item_id for r in recs.items if r.source == "recently_viewed"} == {"w2", "w3", "f2"}
-    assert recs.items[-1].item_id == "x" and recs.items[-1].source == "best_sellers"
+def test_neighbours_of_what_was_just_viewed_are_content_candidates_with_the_reason(small):
+    got = rv(user(("view_item", "m1", NOW - 2 * MINUTE)), small)
+    assert all(isinstance(c, Candidate) for c in got)
+    assert ids(got) == [n.item_id for n in small.neighbours("m1")]  # every neighbour, best first
+    assert set(ids(got)) == {"m2", "u2", "w2", "w3"} and ids(got)[:2] == ["m2", "u2"]  # equal score: by id
+    for c in got:
+        assert (c.source, c.pinned) == ("content", None)
+        assert len(c.reasons) == 1
+        assert c.reasons[0].startswith(f"similar to {BY_ID['m1'].title} you viewed 2 min ago (")
+    assert got[0].reasons == ["similar to Atelier Cedar Man Eau de Parfum you viewed 2 min ago (cedar, vetiver, oud)"]
+    assert [c.reasons[0] for c in got if c.item_id == "w3"] == [
+        "similar to Atelier Cedar Man Eau de Parfum you viewed 2 min ago (woody family)"]
 
 
-def test_unknown_user_gets_the_best_sellers(small):
-    recs = recommend(None, small, BEST, now=NOW, n=3)
-    assert (recs.strategy, recs.fallback) == ("best_sellers", True)
-    assert ids(recs) == [i for i, _ in BEST[:3]]
-    assert all(r.reasons == ["best-seller"] and r.source == "best_sellers" for r in recs.items)
+def test_the_score_is_similarity_times_recency_times_signal_summed_over_touched_items(small):
+    sim = {n.item_id: n.score for n in small.neighbours("m1")}
+    half = {c.item_id: c.score for c in rv(user(("view_item", "m1", NOW - HALF_LIFE)), small)}
+    assert half == {i: pytest.approx(0.5 * s, abs=1e-6) for i, s in sim.items()}
+    cart = {c.item_id: c.score for c in rv(user(("add_to_cart", "m1", NOW)), small)}
+    assert cart == {i: pytest.approx(2.0 * s, abs=1e-6) for i, s in sim.items()}  # SIGNAL["add_to_cart"]
+    assert SIGNAL["add_to_cart"] == 2.0 and SIGNAL["view_item"] == SIGNAL["select_item"] == 1.0
+
+    both = user(("view_item", "m1", NOW - 3 * MINUTE), ("view_item", "m2", NOW - MINUTE))
+    sim2 = {n.item_id: n.score for n in small.neighbours("m2")}
+    got = {c.item_id: c.score for c in rv(both, small)}
+    expected = {i: sim.get(i, 0.0) * decay(3 * MINUTE) + sim2.get(i, 0.0) * decay(MINUTE)
+                for i in set(sim) | set(sim2)}
+    assert got == {i: pytest.approx(s, abs=1e-6) for i, s in expected.items()}
+    assert {"m1", "m2"} <= set(got)  # the generator leaves exclusion to its caller
 
 
-def test_a_user_whose_last_view_is_older_than_the_window_gets_the_best_sellers(small):
-    p = user(("view_item", "m1", NOW - RECENT_WINDOW - 1), ("purchase", "f1", NOW - RECENT_WINDOW - 1))
-    recs = recommend(p, small, BEST, now=NOW, n=3)
-    assert (recs.strategy, recs.fallback) == ("best_sellers", True)
-    assert "f1" not in ids(recs)  # what they bought stays out
-    assert ids(recs) == [i for i, _ in BEST if i != "f1"][:3]
-
-    fresh = recommend(p, small, BEST, now=NOW - 2, n=3)  # one second inside the window
-    assert (fresh.strategy, fresh.fallback) == ("recently_viewed", False)
-
-
-def test_a_short_personal_list_is_filled_up_from_the_best_sellers(small):
-    p = user(("view_item", "f1", NOW - MINUTE))  # f1's only neighbour is f2
-    recs = recommend(p, small, BEST, now=NOW, n=4)
-    assert (recs.strategy, recs.fallback) == ("recently_viewed", False)
-    assert ids(recs)[0] == "f2" and recs.items[0].source == "recently_viewed"
-    assert [r.source for r in recs.items[1:]] == ["best_sellers"] * 3
-    assert ids(recs)[1:] == [i for i, _ in BEST if i not in {"f1", "f2"}][:3]
+def test_excluded_items_are_left_out_and_the_rest_is_unchanged(small):
+    p = user(("view_item", "m1", NOW - MINUTE), ("view_item", "f1", NOW - 4 * MINUTE))
+    full = rv(p, small)
+    assert set(ids(full)) == {"m2", "u2", "w2", "w3", "f2"}
+    got = rv(p, small, exclude={"m2", "f2", "not-even-in-the-catalog"})
+    assert ids(got) == [i for i in ids(full) if i not in {"m2", "f2"}]
+    assert [c.score for c in got] == [c.score for c in full if c.item_id not in {"m2", "f2"}]
+    assert rv(p, small, exclude=set(ids(full))) == []
 
 
-def test_an_item_without_neighbours_falls_back_to_the_best_sellers(small):
-    recs = recommend(user(("view_item", "x", NOW - MINUTE)), small, BEST, now=NOW, n=3)
-    assert recs.fallback and "x" not in ids(recs) and len(recs.items) == 3
+def test_views_older_than_the_window_count_for_nothing(small):
+    assert rv(user(("view_item", "m1", NOW - RECENT_WINDOW - 1)), small) == []
+    assert ids(rv(user(("view_item", "m1", NOW - RECENT_WINDOW + 1)), small))  # just inside
+    mixed = user(("view_item", "m1", NOW - RECENT_WINDOW - 1), ("view_item", "f1", NOW - MINUTE))
+    assert ids(rv(mixed, small)) == ["f2"]
 
 
-def test_best_seller_ids_missing_from_the_catalog_are_skipped(small):
-    best = [("ghost", 9.0), ("m1", 8.0), ("gone", 7.0), ("f1", 6.0)]
-    assert ids(recommend(None, small, best, now=NOW, n=5)) == ["m1", "f1"]
+def test_nothing_to_react_to_gives_no_candidates(small):
+    assert rv(user(), small) == []
+    assert rv(user(("view_item", "x", NOW - MINUTE)), small) == []  # x shares nothing with anyone
+    assert rv(user(("view_item", "not-in-catalog", NOW - MINUTE)), small) == []
+    assert rv(user(("purchase", "m1", NOW - MINUTE), ("remove_from_cart", "f1", NOW)), small) == []
+
+
+def test_the_reason_names_the_strongest_contribution(small):
+    # m2 is close to m1 (three shared notes) and to w3 (family only); the old m1 view has faded
+    p = user(("view_item", "m1", NOW - 25 * MINUTE), ("view_item", "w3", NOW))
+    m2 = next(c for c in rv(p, small) if c.item_id == "m2")
+    assert m2.reasons == ["similar to Atelier Leather Man Eau de Parfum you viewed just now (woody family)"]
+    recent_only = next(c for c in rv(user(("view_item", "w3", NOW)), small) if c.item_id == "m2")
+    assert m2.score > recent_only.score  # the faded view still adds to the score
+    # the newest view comes first, but three shared notes three minutes ago beat a family just now
+    p = user(("view_item", "m1", NOW - 3 * MINUTE), ("view_item", "w3", NOW))
+    m2 = next(c for c in rv(p, small) if c.item_id == "m2")
+    assert m2.reasons == ["similar to Atelier Cedar Man Eau de Parfum you viewed 3 min ago (cedar, vetiver, oud)"]
 
 
 # two symmetric pairs: a1~a2 and b1~b2 are equally similar, so only recency and signal strength decide
@@ -302,15 +318,19 @@ PAIRS = ContentIndex([
 def test_the_more_recent_view_counts_more(a_age, b_age, first):
     assert HALF_LIFE < 25 * MINUTE < RECENT_WINDOW
     p = user(("view_item", "a1", NOW - a_age * MINUTE), ("view_item", "b1", NOW - b_age * MINUTE))
-    assert ids(recommend(p, PAIRS, [], now=NOW, n=2))[0] == first
+    got = rv(p, PAIRS, exclude={"a1", "b1"})
+    assert ids(got)[0] == first and len(got) == 2
+    assert got[0].score / got[1].score == pytest.approx(decay(min(a_age, b_age) * MINUTE)
+                                                        / decay(max(a_age, b_age) * MINUTE), rel=1e-4)
 
 
 @pytest.mark.parametrize("cart, viewed, first", [("a1", "b1", "a2"), ("b1", "a1", "b2")])
 def test_an_add_to_cart_counts_more_than_a_view_of_the_same_age(cart, viewed, first):
     p = user(("add_to_cart", cart, NOW - MINUTE), ("view_item", viewed, NOW - MINUTE))
-    recs = recommend(p, PAIRS, [], now=NOW, n=2)
-    assert ids(recs)[0] == first
-    assert "added to your cart" in recs.items[0].reasons[0]
+    got = rv(p, PAIRS, exclude={"a1", "b1"})
+    assert ids(got)[0] == first
+    assert "added to your cart 1 min ago" in got[0].reasons[0]
+    assert "you viewed 1 min ago" in got[1].reasons[0]
 
 
 @st.composite
@@ -321,74 +341,46 @@ def shoppers(draw):
         name = draw(st.sampled_from(["view_item", "select_item", "add_to_cart", "remove_from_cart", "purchase"]))
         age = draw(st.floats(0, 2 * RECENT_WINDOW))
         events.append((name, draw(st.sampled_from(catalog)), NOW - age))
-    best = draw(st.permutations(catalog + ["ghost"]))
-    return user(*events), [(i, 1.0) for i in best], draw(st.integers(1, 12))
+    return user(*events), set(draw(st.lists(st.sampled_from(catalog))))
 
 
 @settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(shoppers())
-def test_recommendations_are_unique_known_and_never_excluded(case):
-    profile, best, n = case
+def test_candidates_are_unique_known_sorted_and_never_excluded(case):
+    profile, exclude = case
     index = ContentIndex(SMALL)
-    recs = recommend(profile, index, best, now=NOW, n=n)
-    got = ids(recs)
-    excluded = set(profile.cart) | set(profile.purchased) | {i for i, _, _ in profile.recent_items(NOW, RECENT_WINDOW)}
-    assert len(got) == len(set(got))
-    assert set(got) <= set(index.products)
-    assert not set(got) & excluded
-    assert len(got) == min(n, len(set(index.products) - excluded))  # filled up to n when it can be
-    assert recs.fallback == (recs.strategy == "best_sellers") == all(r.source == "best_sellers" for r in recs.items)
-    personal = [r.score for r in recs.items if r.source == "recently_viewed"]
-    assert personal == sorted(personal, reverse=True)
+    got = rv(profile, index, exclude)
+    touched = [i for i, _, _ in profile.recent_items(NOW, RECENT_WINDOW) if i in index.products]
+    reachable = {n.item_id for i in touched for n in index.neighbours(i, len(index.products))} - exclude
+    assert len(ids(got)) == len(set(ids(got)))
+    assert set(ids(got)) == reachable  # a small catalog: every neighbour of a touched item, nothing else
+    assert all(c.source == "content" and c.score > 0 and len(c.reasons) == 1 for c in got)
+    assert [c.score for c in got] == sorted((c.score for c in got), reverse=True)
+    titles = {index.products[i].title for i in touched}
+    assert all(any(c.reasons[0].startswith(f"similar to {t} you ") for t in titles) for c in got)
 
 
-def test_real_catalog_recommendations_after_a_view(real):
-    products, index, best = real
+def test_real_catalog_candidates_after_a_view(real):
+    products, index, _ = real
     viewed = index.products["12855"]
     assert viewed.title == "Hugo Boss BOSS Bottled Eau de Toilette"  # first row of the CSV
-    p = user(("view_item", "12855", NOW - 3 * MINUTE))
-    recs = recommend(p, index, best, now=NOW, n=10)
-    assert (recs.strategy, recs.fallback) == ("recently_viewed", False)
-    got = ids(recs)
-    assert len(got) == 10 == len(set(got)) and "12855" not in got
-    assert set(got) <= set(index.products)
-    for r in recs.items:
-        other = index.products[r.item_id]
-        assert viewed.title in r.reasons[0]
+    got = rv(user(("view_item", "12855", NOW - 3 * MINUTE)), index, exclude={"12855"})
+    assert len(got) >= 10 and len(ids(got)) == len(set(ids(got))) and "12855" not in ids(got)
+    assert set(ids(got)) <= set(index.products)
+    assert [c.score for c in got] == sorted((c.score for c in got), reverse=True)
+    for c in got[:10]:
+        other = index.products[c.item_id]
+        assert c.source == "content"
+        assert c.reasons[0].startswith(f"similar to {viewed.title} you viewed 3 min ago (")
         assert set(other.notes) & set(viewed.notes) or other.family == viewed.family
         assert other.gender != "Women"  # a men's perfume was viewed
-
-
-def test_real_catalog_random_shoppers_get_valid_recommendations(real):
-    products, index, best = real
-    rng = random.Random(42)
-    all_ids = [p.item_id for p in products]
-    for u in range(40):
-        events = [(rng.choice(["view_item", "add_to_cart", "purchase", "select_item"]), rng.choice(all_ids),
-                   NOW - rng.uniform(0, 2 * RECENT_WINDOW)) for _ in range(rng.randint(0, 6))]
-        profile = user(*events, user_id=f"u{u}")
-        recs = recommend(profile, index, best, now=NOW, n=10)
-        got = ids(recs)
-        excluded = set(profile.cart) | set(profile.purchased) | {i for i, _, _ in profile.recent_items(NOW, RECENT_WINDOW)}
-        assert len(got) == 10 == len(set(got))
-        assert set(got) <= set(index.products) and not set(got) & excluded
-        if not profile.recent_items(NOW, RECENT_WINDOW):
-            assert (recs.strategy, recs.fallback) == ("best_sellers", True)
-
-
-def test_real_catalog_a_stale_user_gets_the_best_sellers(real):
-    _, index, best = real
-    p = user(("view_item", "12855", NOW - RECENT_WINDOW - 60))
-    recs = recommend(p, index, best, now=NOW, n=10)
-    assert (recs.strategy, recs.fallback) == ("best_sellers", True)
-    assert ids(recs) == [i for i, _ in best[:10]]
 
 
 def test_a_reason_never_names_an_empty_family():
     index = ContentIndex([Product(item_id="a", brand="X", name="A", notes="cedar"),
                           Product(item_id="b", brand="Y", name="B", notes="rose")])
-    recs = recommend(user(("view_item", "a", NOW - MINUTE)), index, [], now=NOW, n=1)
-    assert all("( family)" not in reason for r in recs.items for reason in r.reasons)
+    got = rv(user(("view_item", "a", NOW - MINUTE)), index)
+    assert all("( family)" not in reason for c in got for reason in c.reasons)
     assert not any(n.same_family for n in index.neighbours("a"))
 
 
