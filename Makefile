@@ -28,11 +28,13 @@ kafka:
 kafka-down:
 	scripts/kafka.sh down
 
-# kcat is a Kafka client we did not write: the tests check that it interoperates.
+# kcat is a Kafka client we did not write: the tests check that it interoperates. Debian's chromium
+# runs the browser tests (Playwright drives it; it downloads no browser of its own).
+SUDO := $(if $(filter 0,$(shell id -u)),,sudo)
 tools:
-	@command -v kcat >/dev/null || { \
-	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && apt-get install -y -qq kcat; \
-	  else sudo apt-get update -qq && sudo apt-get install -y -qq kcat; fi; }
+	@missing=""; command -v kcat >/dev/null || missing="kcat"; \
+	  command -v chromium >/dev/null || missing="$$missing chromium"; \
+	  if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
 worker: venv kafka
 	@scripts/demo.sh worker

@@ -46,7 +46,7 @@ class StaticView(ApiView):
         if "/" in name or name.startswith(".") or not entry.is_file():
             return self.error(404, f"no file {name!r}")
         content_type = mimetypes.guess_type(name)[0] or "application/octet-stream"
-        return self.bytes(entry.read_bytes(), content_type=content_type)
+        return self.bytes(entry.read_bytes(), content_type=content_type, headers={"Cache-Control": "no-cache"})
 
 
 @app.page("/catalog")
