@@ -7,12 +7,13 @@ BIN := $(VENV)/bin
 LOCAL := .local
 export PERSONA_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test unit integration venv kafka kafka-down tools worker stop clean help
+.PHONY: demo test unit integration venv kafka kafka-down tools worker stop clean help bench evaluate
 
 help:
 	@echo "make demo   broker + worker + catalog + replayed traffic, then the URLs to open"
 	@echo "make test   unit and integration tests (on the real local broker)"
 	@echo "make stop   stop the demo worker and the broker"
+	@echo "make bench  speed, freshness, serving, chaos and quality benchmarks (see BENCHMARKS.md)"
 
 $(BIN)/persona: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -51,6 +52,23 @@ unit: venv
 
 test: venv tools kafka
 	$(BIN)/pytest tests -q -ra
+
+# Benchmarks run on a broker of their own (port 19092), so they never touch the demo's data.
+BENCH_KAFKA := PERSONA_KAFKA_PORT=19092 PERSONA_KAFKA_DIR=$(abspath $(LOCAL))/kafka-bench
+bench: venv
+	$(BENCH_KAFKA) scripts/kafka.sh up
+	$(BIN)/python benchmarks/ingest.py --events 50000 --bootstrap 127.0.0.1:19092
+	$(BIN)/python benchmarks/freshness.py --bootstrap 127.0.0.1:19092
+	$(BIN)/python benchmarks/serving.py --bootstrap 127.0.0.1:19092
+	$(BIN)/python benchmarks/chaos.py --events 50000 --bootstrap 127.0.0.1:19092 --scenario kill
+	$(MAKE) evaluate
+	$(BENCH_KAFKA) scripts/kafka.sh down
+
+evaluate: venv
+	$(BIN)/persona evaluate $(PERSONA_DATA)/sessions/yoochoose-clicks-100k_train_full.txt \
+	  $(PERSONA_DATA)/sessions/yoochoose-clicks-100k_test.txt --plot benchmarks/results/quality-yoochoose.png
+	$(BIN)/persona evaluate $(PERSONA_DATA)/sessions/diginetica-sample-train-item-views.csv \
+	  --plot benchmarks/results/quality-diginetica.png
 
 clean: stop
 	rm -rf $(LOCAL) $(VENV) *.egg-info
