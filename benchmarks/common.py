@@ -110,8 +110,8 @@ class Deployment(dict):
                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
     def cleanup(self) -> None:
-        """Delete this deployment's topics (Faust's changelogs too) and its folder."""
-        asyncio.run(delete_topics(self.settings.bootstrap, prefix=f"bench-{self.tag}"))
+        """Delete this deployment's topics (Faust's changelogs, the no-op app's too) and worker data."""
+        asyncio.run(delete_topics(self.settings.bootstrap, prefix=(f"bench-{self.tag}", f"bench-noop-{self.tag}")))
         shutil.rmtree(self.dir / "data", ignore_errors=True)
 
 
@@ -300,7 +300,7 @@ class OffsetWatcher:
         return {t: (c, e) for t, (c, e) in out.items()}
 
 
-async def delete_topics(bootstrap: str, prefix: str) -> None:
+async def delete_topics(bootstrap: str, prefix: str | tuple[str, ...]) -> None:
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
     await admin.start()
     try:
