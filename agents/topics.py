@@ -38,21 +38,28 @@ MODEL_BYTES = 32 * 1024 * 1024  # a model snapshot is one record
 
 
 def topic_specs(s: Settings) -> list[NewTopic]:
+    """Every topic of persona, with the settings' partitions, replication and min in-sync replicas.
+
+    >>> specs = topic_specs(Settings(replication=3, min_insync_replicas=2))
+    >>> {(t.replication_factor, t.topic_configs.get("min.insync.replicas")) for t in specs}
+    {(3, '2')}
+    """
     p, r = s.partitions, s.replication
+    isr = {"min.insync.replicas": str(s.min_insync_replicas)} if s.min_insync_replicas else {}
     return [
-        NewTopic(s.events_topic, p, r),
-        NewTopic(s.impressions_topic, p, r),  # co-partitioned with events: both update profiles
-        NewTopic(s.control_topic, p, r),  # likewise
-        NewTopic(s.deletions_topic, 1, r),
-        NewTopic(s.dlq_topic, p, r),
-        NewTopic(s.item_signals_topic, p, r),
-        NewTopic(s.covisit_topic, p, r),
-        NewTopic(s.feedback_topic, p, r),
-        NewTopic(s.training_topic, 1, r),  # one trainer: every example in one order
-        NewTopic(s.catalog_topic, 1, r, topic_configs=COMPACTED),
-        NewTopic(s.rules_topic, 1, r, topic_configs=COMPACTED),
-        NewTopic(s.relations_topic, 1, r, topic_configs=COMPACTED),
-        NewTopic(s.models_topic, 1, r, topic_configs={**COMPACTED, "max.message.bytes": str(MODEL_BYTES)}),
+        NewTopic(s.events_topic, p, r, topic_configs=isr),
+        NewTopic(s.impressions_topic, p, r, topic_configs=isr),  # co-partitioned with events: both update profiles
+        NewTopic(s.control_topic, p, r, topic_configs=isr),  # likewise
+        NewTopic(s.deletions_topic, 1, r, topic_configs=isr),
+        NewTopic(s.dlq_topic, p, r, topic_configs=isr),
+        NewTopic(s.item_signals_topic, p, r, topic_configs=isr),
+        NewTopic(s.covisit_topic, p, r, topic_configs=isr),
+        NewTopic(s.feedback_topic, p, r, topic_configs=isr),
+        NewTopic(s.training_topic, 1, r, topic_configs=isr),  # one trainer: every example in one order
+        NewTopic(s.catalog_topic, 1, r, topic_configs={**COMPACTED, **isr}),
+        NewTopic(s.rules_topic, 1, r, topic_configs={**COMPACTED, **isr}),
+        NewTopic(s.relations_topic, 1, r, topic_configs={**COMPACTED, **isr}),
+        NewTopic(s.models_topic, 1, r, topic_configs={**COMPACTED, **isr, "max.message.bytes": str(MODEL_BYTES)}),
     ]
 
 
