@@ -106,7 +106,7 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
     # one call, so an item close to both gets the sum of both contributions, once.
     touched = (profile.recent if profile else []) + ([[req.item_id, now, "view_item"]] if req.item_id else [])
     if touched:
-        out["content"] = recently_viewed(Profile("", recent=touched), src.index, now, exclude)[: 3 * req.n]
+        out["content"] = recently_viewed(Profile("", recent=touched), src.index, now, exclude, limit=3 * req.n)
     session = [i for i, _, _ in reversed(profile.recent_items(now, RECENT_WINDOW))] if profile else []
     session += [req.item_id] if req.item_id else []
     if src.covisit and session:

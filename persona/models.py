@@ -324,11 +324,37 @@ class Collaborative:
         base = mf.global_mean.get() + mf.u_biases.get(user_id, 0.0)
         return (base + biases + vecs @ mf.u_latents.get(user_id, zero)).tolist()
 
+    def _item_matrix(self) -> tuple[np.ndarray, np.ndarray]:
+        """Item factors and biases as arrays in ``self.items`` order, rebuilt when the model changed."""
+        cached = self.__dict__.get("_matrix")
+        if cached is None or cached[0] != (self.version, len(self.items)):
+            mf, zero = self.mf, np.zeros(self.mf.n_factors)
+            vecs = np.array([mf.i_latents.get(i, zero) for i in self.items]).reshape(len(self.items), mf.n_factors)
+            biases = np.array([mf.i_biases.get(i, 0.0) for i in self.items])
+            cached = self._matrix = ((self.version, len(self.items)), vecs, biases)
+        return cached[1], cached[2]
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "_matrix"}  # derived: not in snapshots
+
     def top(self, user_id: str, k: int, exclude: Sequence[str] | set[str] = ()) -> list[tuple[str, float]]:
-        """The ``k`` best known items for ``user_id``, best first, without ``exclude``."""
+        """The ``k`` best known items for ``user_id``, best first (ties by id), without ``exclude``."""
+        if k <= 0 or not self.items:
+            return []
+        mf = self.mf
+        vecs, biases = self._item_matrix()
+        base = mf.global_mean.get() + mf.u_biases.get(user_id, 0.0)
+        scores = base + biases + vecs @ mf.u_latents.get(user_id, np.zeros(mf.n_factors))
         skip = set(exclude)
-        candidates = [i for i in self.items if i not in skip]
-        ranked = sorted(zip(candidates, self.score(user_id, candidates)), key=lambda t: (-t[1], t[0]))
+        wanted = min(len(scores), k + len(skip))
+        if wanted < len(scores):  # a shortlist: everything at least as good as the wanted-th best
+            kth = np.partition(scores, len(scores) - wanted)[len(scores) - wanted]
+            shortlist = np.flatnonzero(scores >= kth)
+        else:
+            shortlist = range(len(scores))
+        items = self.items
+        ranked = sorted(((items[j], float(scores[j])) for j in shortlist if items[j] not in skip),
+                        key=lambda t: (-t[1], t[0]))
         return ranked[:k]
 
 

@@ -57,25 +57,40 @@ def ago(seconds: float) -> str:
     return f"{int(seconds // 3600)} h ago"
 
 
-def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: set[str]) -> list[Candidate]:
-    """Neighbours of recently touched items, scored by similarity x recency x signal strength."""
+def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: set[str],
+                    limit: int | None = None) -> list[Candidate]:
+    """Neighbours of recently touched items, scored by similarity x recency x signal strength.
+
+    Only the best ``limit`` (all if None) are returned: their reasons are written, nobody else's.
+    """
     from persona.rules import Candidate  # not at the top: persona.rules imports VERBS and ago from here
 
     scores: dict[str, float] = defaultdict(float)
-    best_reason: dict[str, tuple[float, str]] = {}
+    best: dict[str, tuple[float, int, object]] = {}  # item -> (contribution, which touched item, Neighbour)
+    touched = []
     for item_id, age, name in profile.recent_items(now, RECENT_WINDOW):
         source = index.products.get(item_id)
         if source is None:
             continue
         weight = SIGNAL.get(name, 1.0) * math.exp(-math.log(2) * age / HALF_LIFE)
+        touched.append((source, age, name))
+        which = len(touched) - 1
         for nb in index.neighbours(item_id, NEIGHBOURS_PER_ITEM):
-            if nb.item_id in exclude:
+            other = nb.item_id
+            if other in exclude:
                 continue
             contribution = weight * nb.score
-            scores[nb.item_id] += contribution
-            if contribution > best_reason.get(nb.item_id, (0.0, ""))[0]:
-                why = ", ".join(nb.shared_notes[:3]) or (nb.same_family and f"{source.family} family") or source.brand
-                text = f"similar to {source.title} you {VERBS.get(name, 'viewed')} {ago(age)} ({why})"
-                best_reason[nb.item_id] = (contribution, text)
+            scores[other] += contribution
+            if contribution > best.get(other, _NONE)[0]:
+                best[other] = (contribution, which, nb)
     ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [Candidate(i, round(s, 6), "content", [best_reason[i][1]]) for i, s in ranked]
+    return [Candidate(i, round(s, 6), "content", [_reason(touched, *best[i][1:])]) for i, s in ranked[:limit]]
+
+
+_NONE = (0.0, -1, None)
+
+
+def _reason(touched: list, which: int, nb) -> str:
+    source, age, name = touched[which]
+    why = ", ".join(nb.shared_notes[:3]) or (nb.same_family and f"{source.family} family") or source.brand
+    return f"similar to {source.title} you {VERBS.get(name, 'viewed')} {ago(age)} ({why})"

@@ -13,6 +13,8 @@ blender's :class:`persona.blend.Sources`, rebuilding what is derived only when a
 
 from __future__ import annotations
 
+import itertools
+import threading
 import time
 from typing import Sequence
 
@@ -80,12 +82,18 @@ def variant_stats() -> dict[str, tuple[float, float]]:
 
 
 class Shop:
-    """What serving derives from the replicas, rebuilt only when they change."""
+    """What serving derives from the replicas, rebuilt only when they change.
+
+    Content neighbours of the whole catalog are ranked in a thread when the catalog changes
+    (:meth:`ContentIndex.precompute`); until then the index answers on demand. Rankings over the
+    whole catalog (best-sellers, trending) are recomputed at most once per ``REFRESH_EVERY``.
+    """
 
     REFRESH_EVERY = 1.0  # seconds between recomputations of rankings over the whole catalog
 
     def __init__(self) -> None:
         self._built: dict[object, tuple[object, object]] = {}
+        self._precomputing: threading.Thread | None = None
 
     def _cached(self, name: object, key: object, build):
         if name not in self._built or self._built[name][0] != key:
@@ -94,7 +102,12 @@ class Shop:
 
     @property
     def index(self) -> ContentIndex:
-        return self._cached("index", catalog.version, lambda: ContentIndex(catalog.data.values()))
+        index = self._cached("index", catalog.version, lambda: ContentIndex(catalog.data.values()))
+        if not index.precomputed and not (self._precomputing and self._precomputing.is_alive()):
+            # One at a time: a catalog arriving in several batches is ranked again once its thread ends.
+            self._precomputing = threading.Thread(target=index.precompute, name="content-neighbours", daemon=True)
+            self._precomputing.start()
+        return index
 
     @property
     def companions(self) -> Companions:
@@ -108,18 +121,41 @@ class Shop:
     def _tick(self) -> tuple[int, int]:
         return catalog.version, int(time.monotonic() / self.REFRESH_EVERY)
 
+    def version(self) -> tuple:
+        """Changes whenever what :meth:`sources` serves may have: a copy changed, or a tick passed
+        (item statistics and co-visitation count within the tick, like trending and best-sellers)."""
+        return (*self._tick(), relations.version, rules.version, models.version, self.index.precomputed)
+
     def best_sellers(self) -> list[tuple[str, float]]:
         return self._cached("best", self._tick(), lambda: best_sellers(
             catalog.data.values(), lambda i: (item_stats_everywhere.get(i) or {}).get("counts"), n=300))
 
+    def _trending_all(self) -> list[tuple[Product, float]]:
+        """Every item with a trending score, best first: computed once per tick for all categories."""
+        def build() -> list[tuple[Product, float]]:
+            windows = lambda i: (item_stats_everywhere.get(i) or {}).get("windows")  # noqa: E731
+            products = catalog.data
+            ranked = trending(products.values(), windows, time.time(), len(products))
+            return [(products[i], s) for i, s in ranked]
+        return self._cached("trending", self._tick(), build)
+
     def trending(self, category: str | None = None, n: int = 20) -> list[tuple[str, float]]:
         """Trending items, optionally in a category (a family, concentration or gender)."""
-        where = (lambda p: in_category(p, category)) if category else None
-        windows = lambda i: (item_stats_everywhere.get(i) or {}).get("windows")  # noqa: E731
-        return self._cached(("trending", category, n), self._tick(),
-                            lambda: trending(catalog.data.values(), windows, time.time(), n, where))
+        def build() -> list[tuple[str, float]]:
+            ranked = self._trending_all()
+            if category:
+                ranked = (kv for kv in ranked if in_category(kv[0], category))
+            return [(p.item_id, s) for p, s in itertools.islice(ranked, n)]
+        return self._cached(("trending", category, n), self._tick(), build)
+
+    def variant_stats(self) -> dict[str, tuple[float, float]]:
+        """:func:`variant_stats`, recomputed at most once per tick."""
+        return self._cached("variant_stats", (strategy_stats_everywhere.version, self._tick()), variant_stats)
 
     def sources(self) -> Sources:
+        return self._cached("sources", self.version(), self._sources)
+
+    def _sources(self) -> Sources:
         intent, reranker, cf = (models.get(name) for name in ("intent", "reranker", "cf"))
         products = catalog.data
         return Sources(

@@ -46,6 +46,37 @@ async def log_impression(user_id: str, rec_id: str, slot: str | None, variant: s
                                   partition=owner_partition(user_id))
 
 
+def profile_version(stored: dict) -> tuple:
+    """Changes with every event applied to the profile (counts grow by one per event; merges, carts,
+    purchases and sessions show too), not with the impressions the worker logs."""
+    recent = stored.get("recent") or ()
+    return (sum(stored.get("counts", {}).values()), stored.get("last_seen"), len(recent),
+            tuple(recent[-1]) if recent else None, tuple(stored.get("cart", ())), len(stored.get("purchased", ())),
+            tuple(stored.get("session", {}).values()))
+
+
+class Answers:
+    """Blended answers per (user, profile version, request, sources version): the same question
+    within a tick of :class:`Shop` is answered once. Any event applied to the user's profile
+    changes the key, so a new view shows at once."""
+
+    def __init__(self, max_size: int = 50_000) -> None:
+        self.max_size = max_size
+        self._version: object = None
+        self._answers: dict[tuple, object] = {}
+
+    def get(self, key: tuple, version: object, compute):
+        if version != self._version or len(self._answers) >= self.max_size:
+            self._version, self._answers = version, {}
+        found = self._answers.get(key)
+        if found is None:
+            found = self._answers[key] = compute()
+        return found
+
+
+answers = Answers()
+
+
 @app.page("/recommendations/{user_id}")
 class RecommendationsView(CatalogView):
     async def get(self, request: Request, user_id: str) -> Response:
@@ -59,9 +90,11 @@ class RecommendationsView(CatalogView):
         stored = profiles.get(user_id)
         profile = Profile.from_dict(stored) if stored else None
         session = profile.session if profile else {}
-        req.variant = session.get("variant") or choose(session.get("id") or user_id, variant_stats(),
+        req.variant = session.get("variant") or choose(session.get("id") or user_id, shop.variant_stats(),
                                                         settings.allocation, settings.explore)
-        out = blend(profile, req, shop.sources())
+        key = (user_id, profile_version(stored) if stored else None, req.n, req.slot, req.item_id, req.category,
+               req.variant)
+        out = answers.get(key, shop.version(), lambda: blend(profile, req, shop.sources()))
         rec_id = uuid.uuid4().hex
         await log_impression(user_id, rec_id, req.slot, req.variant, out.items)
         if out.intent is not None:

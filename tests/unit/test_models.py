@@ -334,3 +334,26 @@ def test_snapshot_refuses_foreign_payload():
     wrong = header + zlib.compress(pickle.dumps(ReRanker()))
     with pytest.raises(ValueError, match="payload is ReRanker"):
         loads(wrong)
+
+
+def test_collaborative_top_is_the_best_k_of_all_scores_ties_by_id():
+    cf = trained_cf()
+    for user, k, exclude in [("A1", 5, set()), ("B3", 12, set(BLOCKS["B"][:3])), ("Z9", 40, {"n1"}), ("A2", 1, set())]:
+        everything = [i for i in cf.items if i not in exclude]
+        expected = sorted(zip(everything, cf.score(user, everything)), key=lambda t: (-t[1], t[0]))[:k]
+        got = cf.top(user, k, exclude)
+        assert [i for i, _ in got] == [i for i, _ in expected]
+        assert [s for _, s in got] == pytest.approx([s for _, s in expected])
+    assert cf.top("A1", 0) == [] and Collaborative().top("A1", 3) == []
+
+
+def test_collaborative_top_follows_learning_and_snapshots_do_not_carry_the_item_matrix():
+    cf = trained_cf()
+    before = cf.top("A1", 3)
+    for _ in range(30):
+        cf.learn("A1", "n5", 5.0)
+    assert ("n5" in [i for i, _ in cf.top("A1", 3)]) and cf.top("A1", 3) != before
+    assert "_matrix" in cf.__dict__ and "_matrix" not in loads(dumps(cf)).__dict__
+    restored = loads(dumps(cf)).top("A1", 3)
+    assert [i for i, _ in restored] == [i for i, _ in cf.top("A1", 3)]
+    assert [s for _, s in restored] == pytest.approx([s for _, s in cf.top("A1", 3)])

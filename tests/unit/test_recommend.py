@@ -390,3 +390,67 @@ def test_items_sharing_neither_notes_nor_a_known_family_are_not_neighbours():
                           Product(item_id="c", brand="Z", name="C", family="woody", notes="cedar")])
     check_neighbours(index, "a", k=50)
     assert [n.item_id for n in index.neighbours("a")] == ["c"]
+
+
+# --- precomputed neighbours ---------------------------------------------------------------------
+
+
+def reference(index: ContentIndex, item_id: str, k: int) -> list:
+    """The on-demand scoring, on an index that has precomputed nothing."""
+    return ContentIndex(index.products.values())._neighbours(item_id, k)
+
+
+def precomputed(products, k: int) -> ContentIndex:
+    index = ContentIndex(products)
+    index.precompute(k)
+    assert index.precomputed
+    return index
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5, 8])
+def test_precomputed_neighbours_equal_the_reference_on_the_small_catalog(k):
+    index = precomputed(SMALL, k)
+    for p in SMALL:
+        for asked in range(1, k + 1):
+            assert index.neighbours(p.item_id, asked) == reference(index, p.item_id, asked), (p.item_id, asked)
+    assert index.neighbours("not-in-catalog", k) == []
+
+
+@st.composite
+def catalogs(draw):
+    notes = [f"note{i}" for i in range(draw(st.integers(1, 12)))]
+    n = draw(st.integers(1, 30))
+    return [Product(item_id=f"i{i:02d}", brand=draw(st.sampled_from(["A", "B", "C", ""])), name=f"N{i}",
+                    family=draw(st.sampled_from(["woody", "floral", ""])),
+                    gender=draw(st.sampled_from(["Men", "Women", "Unisex", ""])),
+                    price=draw(st.sampled_from([0.0, 40.0, 90.0, 100.0, 700.0])),
+                    notes=", ".join(draw(st.lists(st.sampled_from(notes), max_size=5))))
+            for i in range(n)]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(catalogs(), st.integers(1, 12), st.integers(1, 40))
+def test_precomputed_neighbours_equal_the_reference_on_any_catalog(products, k, block):
+    index = ContentIndex(products)
+    index.precompute(k, block=block)
+    plain = ContentIndex(products)
+    for p in products:
+        for asked in {1, k // 2 or 1, k}:
+            assert index.neighbours(p.item_id, asked) == plain._neighbours(p.item_id, asked), (p.item_id, asked)
+        assert index.neighbours(p.item_id, k + 1) == plain._neighbours(p.item_id, k + 1)  # longer: on demand
+
+
+def test_real_catalog_precomputed_neighbours_equal_the_reference(real):
+    products, _, _ = real
+    index, plain = precomputed(products, 50), ContentIndex(products)
+    for p in products[::40]:
+        for k in (50, 10):
+            assert index.neighbours(p.item_id, k) == plain._neighbours(p.item_id, k), (p.item_id, k)
+
+
+def test_recently_viewed_with_a_limit_is_the_head_of_the_full_list(real):
+    products, index, _ = real
+    user = Profile("u", recent=[[p.item_id, NOW - 60 * i, "view_item"] for i, p in enumerate(products[:400:50])])
+    full = recently_viewed(user, index, NOW, exclude=set())
+    assert len(full) > 30
+    assert recently_viewed(user, index, NOW, exclude=set(), limit=30) == full[:30]
