@@ -23,7 +23,7 @@ from aiokafka.admin import AIOKafkaAdminClient
 
 from persona.catalog import default_catalog_path, read_catalog
 
-from .conftest import BOOTSTRAP, Env, Worker, event, produce_events, wait_for
+from .conftest import Env, Worker, event, produce_events, wait_for
 
 pytestmark = pytest.mark.kafka
 
@@ -93,8 +93,8 @@ def discrepancies(truth: dict[str, Counter], observed: dict[str, dict | None]) -
 async def _lag(env: Env) -> int:
     """Events not yet committed by the deployment's consumer group (all partitions)."""
     s = env.settings
-    admin = AIOKafkaAdminClient(bootstrap_servers=BOOTSTRAP)
-    consumer = AIOKafkaConsumer(bootstrap_servers=BOOTSTRAP, enable_auto_commit=False)
+    admin = AIOKafkaAdminClient(bootstrap_servers=s.bootstrap)
+    consumer = AIOKafkaConsumer(bootstrap_servers=s.bootstrap, enable_auto_commit=False)
     await admin.start()
     await consumer.start()
     try:
