@@ -32,8 +32,9 @@ pytestmark = pytest.mark.kafka
 
 REPO = Path(__file__).resolve().parents[2]
 KAFKA_DIR = Path(os.environ.get("PERSONA_TEST_FAILURES_KAFKA_DIR", REPO / ".local" / "kafka-failures"))
-SINGLE_PORT = int(os.environ.get("PERSONA_TEST_SINGLE_PORT", "39300"))  # and +1 for its controller
-CLUSTER_PORT = int(os.environ.get("PERSONA_TEST_CLUSTER_PORT", "39400"))  # 3 nodes; controllers at +100
+# Fixed ports below Linux's ephemeral range (32768+), from which the workers' free ports come.
+SINGLE_PORT = int(os.environ.get("PERSONA_TEST_SINGLE_PORT", "29300"))  # +1: its controller
+CLUSTER_PORT = int(os.environ.get("PERSONA_TEST_CLUSTER_PORT", "29400"))  # 3 nodes; controllers +100
 EVENTS, USERS, DUPLICATES = 3000, 300, 0.05
 SLOW = 300  # seconds: generous, the machine is shared; what is checked does not depend on speed
 
