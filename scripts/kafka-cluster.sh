@@ -9,6 +9,7 @@
 #   scripts/kafka-cluster.sh stop N    stop node N (1, 2 or 3) cleanly; kill N: SIGKILL it
 #   scripts/kafka-cluster.sh start N   start node N again and wait until it serves
 #   scripts/kafka-cluster.sh reset     down, then delete the cluster's data
+#   scripts/kafka-cluster.sh bootstrap print the bootstrap servers (host:port,host:port,host:port)
 #
 # Every command is idempotent. Settings (environment):
 #   PERSONA_KAFKA_DIR           state folder (default: <repo>/.local/kafka-cluster): jars, data, logs, pids
