@@ -126,7 +126,9 @@ def main() -> None:
                 wall = time.perf_counter() - t0
                 rows.append([name, f"{rate:.0f}", f"{r['throughput']:.0f}", r["p50_ms"], r["p90_ms"], r["p99_ms"],
                              r["max_ms"], r["dropped"], sum(v for k, v in r["statuses"].items() if k != "200"),
-                             f"{100 * cpu / wall:.0f} %", f"{r['loadgen_cpu_s'] / wall * 100:.0f} %",
+                             f"{100 * cpu / wall:.0f} %",
+                             f"{1000 * cpu / max(r['ok'], 1):.2f}",
+                             f"{r['loadgen_cpu_s'] / wall * 100:.0f} %",
                              f"{100 * busy:.0f} %"])
                 print(f"  {name:12s} {rate:6.0f}/s: {json.dumps(r)}", flush=True)
                 if name == "persona":
@@ -135,9 +137,11 @@ def main() -> None:
                     quiet(worker.pid)  # let it finish queued requests and impressions before the next step
         print()
         print(common.table(rows, ["server", "offered req/s", "answered/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
-                                  "dropped", "errors", "server CPU", "loadgen CPU", "machine CPU busy"]))
+                                  "dropped", "errors", "server CPU", "server CPU ms per answer", "loadgen CPU",
+                                  "machine CPU busy"]))
         print("(latency from when each request was due; CPU shares of one core over the step, the persona worker's "
-              "includes ingesting the impressions its answers log)")
+              "includes ingesting the impressions its answers log; CPU ms per answer = the server's CPU time over "
+              "the step / answers, the figure that depends least on how busy the machine is)")
         if args.profile:
             print(f"\npy-spy of the persona worker during its first step ({dep.dir / 'serving.collapsed'}):")
             print(common.hot_spots(dep.dir / "serving.collapsed", focus=(

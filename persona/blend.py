@@ -125,12 +125,14 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
     bought = set(profile.purchased) if profile else set()
     fill = [(i, s) for i, s in src.best if i not in exclude and i not in bought][: FILL_FACTOR * req.n]
     out["best_sellers"] = [Candidate(i, s, "best_sellers", ["best-seller"]) for i, s in fill]
+    catalog = src.catalog
     for name, cands in out.items():
-        cands = [c for c in cands if c.item_id not in exclude and c.item_id in src.catalog]
+        cands = [c for c in cands if c.item_id not in exclude and c.item_id in catalog]
         if req.category:
-            cands = [c for c in cands if in_category(src.catalog[c.item_id], req.category)]
-        norm = dict(_normalised([(c.item_id, c.score) for c in cands]))
-        out[name] = [Candidate(c.item_id, norm[c.item_id], c.source, c.reasons) for c in cands]
+            cands = [c for c in cands if in_category(catalog[c.item_id], req.category)]
+        top = max((c.score for c in cands), default=0.0)
+        last = {c.item_id: c.score for c in cands}  # an item proposed twice gets its last score, both times
+        out[name] = [Candidate(c.item_id, last[c.item_id] / top, c.source, c.reasons) for c in cands] if top > 0 else []
     return out
 
 
@@ -143,9 +145,13 @@ def _merge(per_generator: dict[str, list[Candidate]], intent: float,
         weight = low + (high - low) * intent
         for c in cands:
             part = weight * c.score
-            m = merged.setdefault(c.item_id, Candidate(c.item_id, 0.0, c.source, []))
+            m = merged.get(c.item_id)
+            if m is None:
+                merged[c.item_id] = Candidate(c.item_id, part, c.source, list(c.reasons))
+                best_part[c.item_id] = part
+                continue
             m.score += part
-            if part > best_part.get(c.item_id, -1.0):
+            if part > best_part[c.item_id]:
                 best_part[c.item_id], m.source = part, c.source
                 m.reasons = c.reasons + [r for r in m.reasons if r not in c.reasons]
             else:

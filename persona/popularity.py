@@ -20,7 +20,7 @@ from typing import Callable, Iterable, Mapping
 
 from persona.catalog import Product
 
-__all__ = ["SIGNAL_WEIGHTS", "best_sellers", "prior"]
+__all__ = ["SIGNAL_WEIGHTS", "best_sellers", "prior", "BestSellers"]
 
 SIGNAL_WEIGHTS = {"purchase": 5.0, "add_to_cart": 2.0, "select_item": 0.3, "view_item": 0.1}
 PRIOR_MEAN = 3.5  # rating assumed for an item with no reviews
@@ -47,3 +47,35 @@ def best_sellers(
     scored = [(p.item_id, math.log1p(signal(counts_of(p.item_id) or {})) + prior(p)) for p in products]
     scored.sort(key=lambda s: (-s[1], s[0]))
     return [(i, round(s, 6)) for i, s in scored[:n]]
+
+
+class BestSellers:
+    """:func:`best_sellers` for a catalog that changes rarely and live counts that change often:
+    the rating priors are ranked once; each call rescores only the items that have counts.
+
+    >>> products = [Product(item_id="a", brand="X", name="A", rating=4.8, reviews=200),
+    ...             Product(item_id="b", brand="Y", name="B", rating=5.0, reviews=1),
+    ...             Product(item_id="c", brand="Z", name="C", rating=0.0, reviews=0)]
+    >>> ranker = BestSellers(products)
+    >>> counts = {"c": {"purchase": 3}}
+    >>> ranker.top(counts, counts.get, n=3) == best_sellers(products, counts.get, n=3)
+    True
+    """
+
+    def __init__(self, products: Iterable[Product]):
+        self.priors = {p.item_id: prior(p) for p in products}
+        self.by_prior = sorted(self.priors.items(), key=lambda s: (-s[1], s[0]))
+
+    def top(self, counted: Iterable[str], counts_of: Callable[[str], Mapping[str, float] | None],
+            n: int = 10) -> list[tuple[str, float]]:
+        """Top ``n``, as :func:`best_sellers` ranks them; ``counted``: every item that may have counts."""
+        live = {}
+        for item_id in counted:
+            if item_id in self.priors:
+                counts = counts_of(item_id)
+                if counts:
+                    live[item_id] = math.log1p(signal(counts)) + self.priors[item_id]
+        # An item without counts scores its prior: the n best of those are all that can make the cut.
+        quiet = [(i, s) for i, s in self.by_prior[: n + len(live)] if i not in live]
+        scored = sorted([*live.items(), *quiet[:n]], key=lambda s: (-s[1], s[0]))
+        return [(i, round(s, 6)) for i, s in scored[:n]]

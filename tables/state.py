@@ -27,7 +27,7 @@ from persona.companions import Companions
 from persona.covisit import score_session
 from persona.models import loads as load_model
 from persona.models import session_features
-from persona.popularity import best_sellers
+from persona.popularity import BestSellers
 from persona.rules import RuleSet, load_default_rules, parse_rules
 from persona.similarity import ContentIndex
 from persona.tables.replica import Replica
@@ -127,15 +127,17 @@ class Shop:
         return (*self._tick(), relations.version, rules.version, models.version, self.index.precomputed)
 
     def best_sellers(self) -> list[tuple[str, float]]:
-        return self._cached("best", self._tick(), lambda: best_sellers(
-            catalog.data.values(), lambda i: (item_stats_everywhere.get(i) or {}).get("counts"), n=300))
+        ranker = self._cached("best_ranker", catalog.version, lambda: BestSellers(catalog.data.values()))
+        return self._cached("best", self._tick(), lambda: ranker.top(
+            list(item_stats_everywhere.data), lambda i: (item_stats_everywhere.get(i) or {}).get("counts"), n=300))
 
     def _trending_all(self) -> list[tuple[Product, float]]:
         """Every item with a trending score, best first: computed once per tick for all categories."""
         def build() -> list[tuple[Product, float]]:
             windows = lambda i: (item_stats_everywhere.get(i) or {}).get("windows")  # noqa: E731
             products = catalog.data
-            ranked = trending(products.values(), windows, time.time(), len(products))
+            stats = [products[i] for i in list(item_stats_everywhere.data) if i in products]  # the rest scores 0
+            ranked = trending(stats, windows, time.time(), len(stats))
             return [(products[i], s) for i, s in ranked]
         return self._cached("trending", self._tick(), build)
 

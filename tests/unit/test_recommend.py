@@ -14,7 +14,7 @@ from hypothesis import strategies as st
 
 from persona.catalog import Product, default_catalog_path, read_catalog
 from persona.events import parse_event
-from persona.popularity import best_sellers, prior
+from persona.popularity import BestSellers, best_sellers, prior
 from persona.profile import Profile
 from persona.recommend import HALF_LIFE, RECENT_WINDOW, SIGNAL, recently_viewed
 from persona.rules import Candidate
@@ -454,3 +454,14 @@ def test_recently_viewed_with_a_limit_is_the_head_of_the_full_list(real):
     full = recently_viewed(user, index, NOW, exclude=set())
     assert len(full) > 30
     assert recently_viewed(user, index, NOW, exclude=set(), limit=30) == full[:30]
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(st.sampled_from([f"p{i}" for i in range(12)] + ["unknown"]),
+                       st.dictionaries(st.sampled_from(["purchase", "add_to_cart", "view_item", "search"]),
+                                       st.integers(0, 5)), max_size=8),
+       st.integers(1, 15))
+def test_best_sellers_ranker_equals_best_sellers(counts, n):
+    products = [product(f"p{i}", "B", f"N{i}", "woody", "Men", "cedar", rating=(i % 5) + 0.5, reviews=i * 7 % 11)
+                for i in range(12)]
+    assert BestSellers(products).top(counts, counts.get, n) == best_sellers(products, counts.get, n)
