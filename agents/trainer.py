@@ -24,9 +24,12 @@ __all__ = ["Trainer", "trainer", "train", "publish_models"]
 logger = logging.getLogger(__name__)
 
 
+FRESH = {"intent": IntentModel, "reranker": ReRanker, "cf": Collaborative}
+
+
 class Trainer:
     def __init__(self) -> None:
-        self.models: dict[str, Any] = {"intent": IntentModel(), "reranker": ReRanker(), "cf": Collaborative()}
+        self.models: dict[str, Any] = {name: make() for name, make in FRESH.items()}
         self.published: dict[str, int] = {}
 
     def catch_up(self, snapshots: Mapping[str, Any]) -> None:
@@ -38,12 +41,35 @@ class Trainer:
 
     def learn(self, example: Mapping[str, Any]) -> None:
         name = example["model"]
-        if name == "forget":
+        if name == "reset":
+            self.reset(example["names"])
+        elif name == "forget":
             self.models["cf"].forget(example["user"])
         elif name == "cf":
             self.models["cf"].learn(example["user"], example["item"], float(example["weight"]))
         else:
             self.models[name].learn(example["features"], bool(example["label"]))
+
+    def reset(self, names: list[str]) -> None:
+        """Start the named models afresh, versioned above everything published before.
+
+        Snapshots are compared by version (a trainer catches up with a newer one), so a fresh
+        model at version 0 would lose to the old snapshot; it is published at the next tick.
+
+        >>> t = Trainer()
+        >>> t.learn({"model": "cf", "user": "u1", "item": "i1", "weight": 1.0})
+        >>> t.due().keys(), t.models["cf"].version
+        (dict_keys(['cf']), 1)
+        >>> t.reset(["cf"])
+        >>> t.models["cf"].version, t.models["cf"].known_user("u1"), list(t.due())
+        (2, False, ['cf'])
+        """
+        if not isinstance(names, list) or any(n not in FRESH for n in names):
+            raise ValueError(f"cannot reset {names!r}: the models are {', '.join(FRESH)}")
+        for name in names:
+            fresh = FRESH[name]()
+            fresh.version = max(self.models[name].version, self.published.get(name, 0)) + 1
+            self.models[name] = fresh
 
     def due(self) -> dict[str, bytes]:
         """Snapshots of the models that learnt since they were last published."""
@@ -64,9 +90,15 @@ async def train(stream):
     async for value in stream:
         trainer.catch_up(models.data)
         try:
-            trainer.learn(orjson.loads(value))
-        except (KeyError, TypeError, ValueError) as err:
-            logger.warning("ignoring malformed training example %r: %s", value[:200], err)
+            examples = orjson.loads(value)
+        except orjson.JSONDecodeError as err:
+            logger.warning("ignoring malformed training record %r: %s", value[:200], err)
+            continue
+        for example in examples if isinstance(examples, list) else [examples]:  # a flush sends a list
+            try:
+                trainer.learn(example)
+            except (KeyError, TypeError, ValueError) as err:
+                logger.warning("ignoring malformed training example %r: %s", str(example)[:200], err)
 
 
 @app.timer(settings.snapshot_every)

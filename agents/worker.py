@@ -3,6 +3,6 @@
 from persona.agents import ingest, trainer  # noqa: F401  (agents)
 from persona.agents.app import app
 from persona.tables import state  # noqa: F401  (tables and replicas)
-from persona.web import events, ops, openapi, pages, views  # noqa: F401  (HTTP API and pages)
+from persona.web import admin, events, ops, openapi, pages, views  # noqa: F401  (HTTP API and pages)
 
 __all__ = ["app"]

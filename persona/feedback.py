@@ -16,15 +16,27 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Mapping
 
-__all__ = ["KINDS", "add", "summary", "series"]
+__all__ = ["KINDS", "RESET", "add", "summary", "series"]
 
 KINDS = ("impressions", "clicks", "carts", "purchases", "revenue")
 MINUTE = 60
 KEEP_MINUTES = 60
+RESET = "reset"
 
 
 def add(stats: Mapping[str, Any], kind: str, amount: float, ts: float) -> dict[str, Any]:
-    """A copy of ``stats`` with ``amount`` of ``kind`` added at event time ``ts``."""
+    """A copy of ``stats`` with ``amount`` of ``kind`` added at event time ``ts``; kind ``reset``
+    starts the counts again from nothing (an operator's reset of the engagement figures).
+
+    >>> s = add(add({}, "clicks", 2, ts=60.0), "impressions", 5, ts=61.0)
+    >>> fresh = add(s, "reset", 0, ts=62.0)
+    >>> fresh, summary("cf|home", fresh)["clicks"], summary("cf|home", fresh)["ctr"]
+    ({}, 0.0, None)
+    >>> add(fresh, "clicks", 1, ts=63.0)["totals"]
+    {'clicks': 1.0}
+    """
+    if kind == RESET:
+        return {}
     totals = dict(stats.get("totals", {}))
     totals[kind] = totals.get(kind, 0.0) + amount
     minutes = {k: dict(v) for k, v in stats.get("minutes", {}).items()}

@@ -5,15 +5,27 @@ from __future__ import annotations
 from typing import Any
 
 from faust.web import Request, Response
+from pydantic import BaseModel
 
 from persona.agents.app import app
 from persona.events import Event
+from persona.rules import RuleSet
+from persona.web.admin import ResetRequest
 from persona.web.base import MAX_N, MAX_TEXT, ApiView
 from persona.web.events import MAX_BATCH
 
 __all__ = ["SPEC"]
 
 ERROR = {"$ref": "#/components/schemas/Error"}
+SCHEMAS: dict[str, Any] = {}  # of request bodies, from their pydantic models
+
+
+def _model(model: type[BaseModel], prefix: str = "") -> dict:
+    """A reference to the model's schema; its nested models are named ``prefix`` + their name."""
+    schema = model.model_json_schema(ref_template=f"#/components/schemas/{prefix}{{model}}")
+    SCHEMAS.update({prefix + name: sub for name, sub in schema.pop("$defs", {}).items()})
+    SCHEMAS[model.__name__] = schema
+    return {"$ref": f"#/components/schemas/{model.__name__}"}
 ITEMS = {"type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}}
 
 
@@ -76,9 +88,15 @@ SPEC: dict[str, Any] = {
             **_get("The active rule set and the last rejected one", [], {"type": "object"}),
             "put": {"summary": "Validate and activate a rule set on every worker (admin token)",
                     "security": [{"admin": []}],
-                    "requestBody": {"required": True, "content": {"application/json": {"schema": {"type": "object"}}}},
+                    "requestBody": {"required": True, "content": {"application/json": {"schema": _model(RuleSet)}}},
                     "responses": {**ADMIN_RESPONSES, "400": {"description": "invalid rule set",
                                                              "content": {"application/json": {"schema": ERROR}}}}}},
+        "/admin/reset": {"post": {
+            "summary": "Start models afresh (versioned above the last) and/or zero the engagement counters (admin token)",
+            "security": [{"admin": []}],
+            "requestBody": {"required": True, "content": {"application/json": {"schema": _model(ResetRequest)}}},
+            "responses": {**ADMIN_RESPONSES, "400": {"description": "invalid request",
+                                                     "content": {"application/json": {"schema": ERROR}}}}}},
         "/models": _get("Model versions and prequential figures", [], {"type": "object"}),
         "/stats": _get("Live figures of all workers (the dashboard's data)", [], {"type": "object"}),
         "/health": _get("Status of this worker", [], {"type": "object"}),
@@ -90,10 +108,10 @@ SPEC: dict[str, Any] = {
         "/events": {"post": {
             "summary": f"Send up to {MAX_BATCH} events (validated like the stream)",
             "requestBody": {"required": True, "content": {"application/json": {"schema": {"oneOf": [
-                {"type": "object", "properties": {"events": {"type": "array", "maxItems": MAX_BATCH,
+                {"type": "object", "properties": {"events": {"type": "array", "minItems": 1, "maxItems": MAX_BATCH,
                                                              "items": {"$ref": "#/components/schemas/Event"}}},
                  "required": ["events"]},
-                {"$ref": "#/components/schemas/Event"}]}}}},
+                _model(Event, prefix="Event")]}}}},
             "responses": {"202": {"description": "all accepted", "content": {"application/json": {"schema": {
                 "type": "object", "properties": {"accepted": {"type": "integer"}}}}}},
                           "400": {"description": "some or all rejected (the rest accepted); listed with reasons",
@@ -102,7 +120,6 @@ SPEC: dict[str, Any] = {
     },
     "components": {"securitySchemes": {"admin": {"type": "http", "scheme": "bearer"}}, "schemas": {
         "Error": {"type": "object", "properties": {"error": {"type": "string"}}, "required": ["error"]},
-        "Event": Event.model_json_schema(ref_template="#/components/schemas/{model}"),
         "Item": {"type": "object", "properties": {
             "item_id": {"type": "string"}, "name": {"type": "string"}, "brand": {"type": "string"},
             "category": {"type": "string"}, "family": {"type": "string"}, "gender": {"type": "string"},
@@ -120,8 +137,7 @@ SPEC: dict[str, Any] = {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
     }},
 }
-# pydantic puts nested models under $defs; OpenAPI wants them beside the others.
-SPEC["components"]["schemas"].update(SPEC["components"]["schemas"]["Event"].pop("$defs", {}))
+SPEC["components"]["schemas"].update(SCHEMAS)
 
 DOCS = """<!doctype html><html lang="en"><head><meta charset="utf-8"><title>persona API</title>
 <style>body{font:15px/1.5 system-ui,sans-serif;max-width:60rem;margin:2rem auto;color:#222}
