@@ -5,6 +5,7 @@ from __future__ import annotations
 import faust
 from aiohttp_cors import ResourceOptions
 
+from persona.agents import rebalance
 from persona.settings import Settings
 
 __all__ = ["app", "settings"]
@@ -36,7 +37,7 @@ app = faust.App(
     canonical_url=f"http://{settings.web_host}:{settings.web_port}",
     key_serializer="raw",
     value_serializer="raw",
-    table_standby_replicas=1,
+    table_standby_replicas=settings.standby_replicas,
     # The changelog and forwarded records share the event loop with the agents: let the
     # producer batch them instead of sending one request per record.
     producer_linger=0.01,
@@ -44,3 +45,4 @@ app = faust.App(
     web_cors_options={origin.strip(): ResourceOptions(allow_headers="*", expose_headers="*", allow_methods="*")
                       for origin in settings.cors_origins.split(",") if origin.strip()},
 )
+rebalance.install()

@@ -20,6 +20,7 @@ class Settings:
     bootstrap: str = "127.0.0.1:9092"  # host:port[,host:port]
     partitions: int = 8  # of persona.events and everything keyed like it
     replication: int = 1
+    standby_replicas: int = 1  # warm copies of each table partition on other workers: fail-over without a full replay
     # Replicas that must have a write before it is acknowledged (acks=all), per topic; 0: the
     # broker's min.insync.replicas. 2 with replication 3: one broker may be lost, no acked write.
     min_insync_replicas: int = 0
