@@ -2,13 +2,14 @@
 
 Models are reset by the trainer: a ``reset`` message on the training topic, in order with the
 examples, makes it replace them by fresh ones versioned above the last snapshot, published at its
-next tick. Engagement is reset by one ``reset`` record per ``source|slot`` key on the feedback
+next tick. Engagement is reset by a ``reset`` entry for every ``source|slot`` key on the feedback
 topic, in order with that key's counts; keys first counted after the request keep their counts.
 """
 
 from __future__ import annotations
 
 import time
+from collections import defaultdict
 from typing import Literal
 
 import orjson
@@ -18,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from persona import feedback
 from persona.agents import topics
 from persona.agents.app import app
+from persona.agents.ingest import owner_partition
 from persona.tables.state import strategy_stats_everywhere
 from persona.web.base import ApiView, admin_error
 
@@ -66,11 +68,15 @@ async def reset_models(names: list[str]) -> None:
 
 
 async def reset_engagement() -> int:
-    """Send a reset for every engagement key known here; how many."""
-    keys, now = sorted(strategy_stats_everywhere.data), time.time()
-    for key in keys:
-        await topics.feedback.send(key=key.encode(), value=orjson.dumps([feedback.RESET, 0, now]))
-    return len(keys)
+    """Send a reset for every engagement key known here, as the feedback topic carries counts:
+    ``{key: [[kind, amount, ts], ...]}`` on the key's partition. How many keys."""
+    batches: dict[int, dict[str, list]] = defaultdict(dict)
+    now = time.time()
+    for key in strategy_stats_everywhere.data:
+        batches[owner_partition(key)][key] = [[feedback.RESET, 0, now]]
+    for partition, batch in sorted(batches.items()):
+        await topics.feedback.send(key=b"batch", value=orjson.dumps(batch), partition=partition)
+    return sum(map(len, batches.values()))
 
 
 @app.page("/admin/reset")
