@@ -5,28 +5,37 @@ the trainer.
 Events must be keyed by user id with Kafka's default (murmur2) partitioner, so that a user's
 events, profile and HTTP route all agree on one partition. An event found on another partition
 (a producer with another partitioner, or no key) is moved to the right one, not dropped.
+
+Every event is applied to the shopper's profile at once (reads see it through the write-behind
+cache, :mod:`persona.tables.cache`). What it sends on is summed in an :class:`Outbox` until the
+next flush: one record per partition of each item-keyed topic, not one per item and event. The
+events are acknowledged after the flush, so a crash replays them rather than losing their effects.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
-from collections import Counter
+from collections import Counter, defaultdict
+from typing import Any, Callable
 
 import orjson
 from aiokafka.partitioner import murmur2
 
+from persona import feedback, trending
 from persona.agents import topics
 from persona.agents.app import app, settings
 from persona.agents.metrics import EVENT_LAG_SECONDS
-from persona import feedback, trending
 from persona.covisit import apply_updates
 from persona.events import Event, InvalidEvent, parse_event
 from persona.pipeline import Effects, aggregate_only, process
 from persona.profile import Profile
-from persona.tables.state import catalog, item_stats, neighbours, profiles, strategy_stats
+from persona.tables.cache import WriteBehind
+from persona.tables.state import CACHED_TABLES, catalog, item_stats, neighbours, profiles, strategy_stats
 
-__all__ = ["ingest", "count_item_signals", "count_covisits", "count_feedback", "counters", "owner_partition"]
+__all__ = ["ingest", "count_item_signals", "count_covisits", "count_feedback", "counters", "owner_partition",
+           "Outbox", "flush_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -34,13 +43,72 @@ counters: Counter[str] = Counter()  # this worker's own figures, for /health and
 positions: dict[tuple[str, int], int] = {}  # last offset processed per partition, for the lag
 
 
-def owner_partition(user_id: str, partitions: int = settings.partitions) -> int:
-    """The partition Kafka's default partitioner gives a record keyed by ``user_id``.
+def owner_partition(key: str, partitions: int = settings.partitions) -> int:
+    """The partition Kafka's default partitioner gives a record keyed by ``key``.
 
     >>> owner_partition("u1", 8), owner_partition("u1", 8) == owner_partition("u1", 8)
     (0, True)
     """
-    return (murmur2(user_id.encode()) & 0x7FFFFFFF) % partitions
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
+
+class Outbox:
+    """What the events since the last flush send on, summed per key and grouped per partition.
+
+    >>> box = Outbox(partitions=2)
+    >>> box.add(Effects(True, item_signals=[("a", "view_item", 1, 10.0), ("a", "purchase", 1, 11.0)],
+    ...                 covisit=[("a", "b", 0.5), ("a", "b", 0.25)]))
+    >>> box.records(topic_of={"item_signals": "S", "covisit": "C", "feedback": "F", "training": "T"})
+    [('S', 0, {'a': [['view_item', 1, 10.0], ['purchase', 1, 11.0]]}), ('C', 0, {'a': {'b': 0.75}})]
+    """
+
+    def __init__(self, partitions: int = settings.partitions):
+        self.partitions = partitions
+        self.item_signals: dict[str, list] = defaultdict(list)
+        self.covisit: dict[str, Counter] = defaultdict(Counter)
+        self.feedback: dict[str, list] = defaultdict(list)
+        self.examples: list[dict[str, Any]] = []  # in event order: a "forget" must follow the user's examples
+        self.later: list[tuple[Any, bytes, bytes, int | None]] = []  # (topic, key, value, partition)
+
+    def add(self, fx: Effects) -> None:
+        for item_id, name, n, ts in fx.item_signals:
+            self.item_signals[item_id].append([name, n, ts])
+        for item_id, other, weight in fx.covisit:
+            self.covisit[item_id][other] += weight
+        for source, slot, kind, amount, ts in fx.feedback:
+            self.feedback[f"{source}|{slot}"].append([kind, amount, ts])
+        self.examples += fx.examples
+
+    def _by_partition(self, name: str, per_key: dict) -> list[tuple[str, int, dict]]:
+        groups: dict[int, dict] = defaultdict(dict)
+        for key, value in per_key.items():
+            groups[owner_partition(key, self.partitions)][key] = dict(value) if name == "covisit" else value
+        return [(name, p, groups[p]) for p in sorted(groups)]
+
+    def records(self, topic_of: dict[str, Any]) -> list[tuple[Any, int | None, Any]]:
+        out = [rec for name in ("item_signals", "covisit", "feedback")
+               for rec in self._by_partition(name, getattr(self, name))]
+        if self.examples:
+            out.append(("training", None, self.examples))
+        return [(topic_of[name], p, value) for name, p, value in out]
+
+
+outbox = Outbox()
+
+
+async def send_outbox() -> None:
+    """Send what the events of this flush produced (called by the profiles cache before acking them)."""
+    global outbox
+    box, outbox = outbox, Outbox()
+    topic_of = {"item_signals": topics.item_signals, "covisit": topics.covisit, "feedback": topics.feedback,
+                "training": topics.training}
+    for topic, partition, value in box.records(topic_of):
+        await topic.send(key=b"batch", value=orjson.dumps(value), partition=partition)
+    for topic, key, value, partition in box.later:
+        await topic.send(key=key, value=value, partition=partition)
+
+
+profiles.before_ack.append(send_outbox)
 
 
 async def dead_letter(key: bytes | None, value: bytes | None, reason: str, source: str) -> None:
@@ -56,65 +124,82 @@ async def dead_letter(key: bytes | None, value: bytes | None, reason: str, sourc
 
 @app.agent(topics.interactions)
 async def ingest(stream):
+    stream = stream.noack()  # acknowledged by the profiles cache once flushed
     async for event in stream.events():
-        message = event.message
-        positions[(message.topic, message.partition)] = message.offset
-        EVENT_LAG_SECONDS.observe(max(time.time() - message.timestamp, 0.0))
-        if message.topic == settings.control_topic:
-            await control(message.value)
-            continue
-        try:
-            e = parse_event(message.value or b"")
-        except InvalidEvent as err:
-            await dead_letter(message.key, message.value, str(err),
-                              f"{message.topic}/{message.partition}/{message.offset}")
-            continue
-        owner = owner_partition(e.user_id)
-        if message.partition != owner:
-            counters["repartitioned"] += 1
-            await topics.events.send(key=e.user_id.encode(), value=message.value, partition=owner)
-            continue
-        await apply(e, served=message.topic == settings.impressions_topic)
+        await handle(event)
+        profiles.hold(stream, event)
+        if profiles.full:
+            await profiles.flush()
 
 
-async def apply(e: Event, served: bool) -> None:
-    stored = profiles.get(e.user_id)
+async def handle(event) -> None:
+    message = event.message
+    positions[(message.topic, message.partition)] = message.offset
+    EVENT_LAG_SECONDS.observe(max(time.time() - message.timestamp, 0.0))
+    if message.topic == settings.control_topic:
+        return control(message.value, event)
+    try:
+        e = parse_event(message.value or b"")
+    except InvalidEvent as err:
+        return await dead_letter(message.key, message.value, str(err),
+                                 f"{message.topic}/{message.partition}/{message.offset}")
+    owner = owner_partition(e.user_id)
+    if message.partition != owner:
+        counters["repartitioned"] += 1
+        return await topics.events.send(key=e.user_id.encode(), value=message.value, partition=owner)
+    apply(e, event, served=message.topic == settings.impressions_topic)
+
+
+def apply(e: Event, event, served: bool) -> None:
+    profile = profiles.load(e.user_id)
     if e.consent is False:  # nothing personal is kept: a stored profile goes too
-        if stored:
-            await forget(e.user_id, "consent withdrawn")
+        if profile is not None:
+            forget(e.user_id, "consent withdrawn", event)
         counters["without_consent"] += 1
-        await send_effects(aggregate_only(e))
+        outbox.add(aggregate_only(e))
         return
-    profile = Profile.from_dict(stored) if stored else Profile(e.user_id)
+    if profile is None:
+        if served:  # a list served to an unknown (or deleted) shopper creates no profile
+            outbox.add(process(Profile(e.user_id), e, catalog.data, served=True))
+            return
+        profile = Profile(e.user_id)
     fx = process(profile, e, catalog.data, served=served)
     if not fx.applied:
         counters["duplicates"] += 1
         return
-    if stored or not served:  # a list served to an unknown (or deleted) shopper creates no profile
-        profiles[e.user_id] = profile.to_dict()
+    profiles.put(e.user_id, profile, event)
     counters[e.event_name] += 1
     counters["applied"] += 1
-    await send_effects(fx)
+    outbox.add(fx)
     if e.event_name == "login" and e.previous_user_id != e.user_id:
-        await send_control(e.previous_user_id, {"op": "export", "to": e.user_id})
+        queue_control(e.previous_user_id, {"op": "export", "to": e.user_id})
+
+
+def _control_record(user_id: str, message: dict) -> tuple[Any, bytes, bytes, int]:
+    return topics.control, user_id.encode(), orjson.dumps({"user_id": user_id, **message}), owner_partition(user_id)
+
+
+def queue_control(user_id: str, message: dict) -> None:
+    """Send a control message at the next flush (from the agent: after this event's changes)."""
+    outbox.later.append(_control_record(user_id, message))
 
 
 async def send_control(user_id: str, message: dict) -> None:
-    await topics.control.send(key=user_id.encode(), value=orjson.dumps({"user_id": user_id, **message}),
-                              partition=owner_partition(user_id))
+    """Send a control message now (from outside the stream, e.g. an admin request)."""
+    topic, key, value, partition = _control_record(user_id, message)
+    await topic.send(key=key, value=value, partition=partition)
 
 
-async def forget(user_id: str, why: str) -> None:
+def forget(user_id: str, why: str, event) -> None:
     """Delete a user's state: the profile (a tombstone in its changelog) and their model factors."""
-    if profiles.get(user_id) is not None:
-        del profiles[user_id]
-    await topics.training.send(key=b"forget", value=orjson.dumps({"model": "forget", "user": user_id}))
-    await topics.deletions.send(key=user_id.encode(), value=orjson.dumps(
-        {"user_id": user_id, "why": why, "at": time.time()}))
+    profiles.delete(user_id, event)
+    outbox.examples.append({"model": "forget", "user": user_id})
+    outbox.later.append((topics.deletions, user_id.encode(),
+                         orjson.dumps({"user_id": user_id, "why": why, "at": time.time()}), None))
     counters["deleted"] += 1
 
 
-async def control(raw: bytes) -> None:
+def control(raw: bytes, event) -> None:
     """Deletions and profile merges, on the partition of the user they concern."""
     try:
         message = orjson.loads(raw)
@@ -123,69 +208,97 @@ async def control(raw: bytes) -> None:
         logger.warning("ignoring malformed control message %r: %s", raw[:200], err)
         return
     if op == "delete":
-        await forget(user_id, message.get("why", "deletion request"))
+        forget(user_id, message.get("why", "deletion request"), event)
     elif op == "export":  # at login: hand the anonymous profile to the account, then drop it
-        stored = profiles.get(user_id)
-        if stored:
-            await send_control(message["to"], {"op": "merge", "profile": stored})
-            await forget(user_id, f"merged into {message['to']}")
+        profile = profiles.load(user_id)
+        if profile is not None:
+            queue_control(message["to"], {"op": "merge", "profile": profile.to_dict()})
+            forget(user_id, f"merged into {message['to']}", event)
     elif op == "merge":
-        stored = profiles.get(user_id)
-        profile = Profile.from_dict(stored) if stored else Profile(user_id)
+        profile = profiles.load(user_id) or Profile(user_id)
         profile.merge(Profile.from_dict({**message["profile"], "user_id": user_id}))
-        profiles[user_id] = profile.to_dict()
+        profiles.put(user_id, profile, event)
         counters["merged"] += 1
 
 
-async def send_effects(fx: Effects) -> None:
-    for item_id, name, n, ts in fx.item_signals:
-        await topics.item_signals.send(key=item_id.encode(), value=orjson.dumps([name, n, ts]))
-    for item_id, other, weight in fx.covisit:
-        await topics.covisit.send(key=item_id.encode(), value=orjson.dumps([other, weight]))
-    for source, slot, kind, amount, ts in fx.feedback:
-        await topics.feedback.send(key=f"{source}|{slot}".encode(), value=orjson.dumps([kind, amount, ts]))
-    for example in fx.examples:
-        await topics.training.send(key=example["model"].encode(), value=orjson.dumps(example))
+# The item-keyed agents: each record is {key: entries} for the keys of its partition (see Outbox).
+
+def add_item_signals(stats: dict | None, entries: list) -> dict:
+    """Per item: counts per event name (best-sellers) and event-time windows (trending).
+
+    >>> add_item_signals(None, [["view_item", 2, 600.0]])["counts"]
+    {'view_item': 2}
+    """
+    stats = stats or {"counts": {}, "windows": {}}
+    counts, windows = dict(stats["counts"]), stats["windows"]
+    for name, n, ts in entries:
+        counts[name] = counts.get(name, 0) + int(n)
+        windows = trending.add(windows, float(ts), trending.WEIGHTS.get(name, 0.0) * int(n))
+    return {"counts": counts, "windows": windows}
+
+
+def add_feedback(stats: dict | None, entries: list) -> dict:
+    """Per generator and slot: impressions and what followed them (CTR, conversion, revenue)."""
+    stats = stats or {}
+    for kind, amount, ts in entries:
+        stats = feedback.add(stats, str(kind), float(amount), float(ts))
+    return stats
+
+
+def add_covisits(stats: dict | None, entries: dict) -> dict:
+    """Per item: its co-visited items, repartitioned here by item from the per-user stream."""
+    return apply_updates(stats or {}, [(other, float(w)) for other, w in entries.items()])
+
+
+async def fold(stream, cache: WriteBehind, update: Callable[[Any, Any], Any]) -> None:
+    stream = stream.noack()
+    async for event in stream.events():
+        try:
+            batch = orjson.loads(event.value)
+            if not isinstance(batch, dict):
+                raise TypeError(f"expected an object of keys, got {type(batch).__name__}")
+        except (orjson.JSONDecodeError, TypeError) as err:
+            logger.warning("ignoring malformed record %r on %s: %s", (event.value or b"")[:200],
+                           event.message.topic, err)
+            batch = {}
+        for key, entries in batch.items():
+            try:
+                cache.put(key, update(cache.load(key), entries), event)
+            except (AttributeError, ValueError, TypeError) as err:
+                logger.warning("ignoring malformed entries for %r on %s: %s", key, event.message.topic, err)
+        cache.hold(stream, event)
+        if cache.full:
+            await cache.flush()
 
 
 @app.agent(topics.item_signals)
 async def count_item_signals(stream):
-    """Per item: counts per event name (best-sellers) and event-time windows (trending)."""
-    async for key, value in stream.items():
-        try:
-            item_id, (name, n, ts) = key.decode(), orjson.loads(value)
-            n, ts = int(n), float(ts)
-        except (AttributeError, ValueError, TypeError) as err:
-            logger.warning("ignoring malformed item signal %r: %s", value, err)
-            continue
-        stats = item_stats.get(item_id) or {"counts": {}, "windows": {}}
-        counts = dict(stats["counts"])
-        counts[name] = counts.get(name, 0) + n
-        windows = trending.add(stats["windows"], ts, trending.WEIGHTS.get(name, 0.0) * n)
-        item_stats[item_id] = {"counts": counts, "windows": windows}
+    await fold(stream, item_stats, add_item_signals)
 
 
 @app.agent(topics.feedback)
 async def count_feedback(stream):
-    """Per generator and slot: impressions and what followed them (CTR, conversion, revenue)."""
-    async for key, value in stream.items():
-        try:
-            key, (kind, amount, ts) = key.decode(), orjson.loads(value)
-            amount, ts = float(amount), float(ts)
-        except (AttributeError, ValueError, TypeError) as err:
-            logger.warning("ignoring malformed feedback %r: %s", value, err)
-            continue
-        strategy_stats[key] = feedback.add(strategy_stats.get(key) or {}, kind, amount, ts)
+    await fold(stream, strategy_stats, add_feedback)
 
 
 @app.agent(topics.covisit)
 async def count_covisits(stream):
-    """Per item: its co-visited items, repartitioned here by item from the per-user stream."""
-    async for key, value in stream.items():
+    await fold(stream, neighbours, add_covisits)
+
+
+@app.task
+async def flush_tables() -> None:
+    """Flush every cache each ``flush_every`` seconds, until the process ends.
+
+    Not an ``app.timer``: timers end as soon as the worker starts stopping, while Faust's stop
+    still waits for the held events to be acknowledged (``stream_wait_empty``); tasks run until then.
+    """
+    while True:
+        await asyncio.sleep(settings.flush_every)
         try:
-            item_id, (other, weight) = key.decode(), orjson.loads(value)
-            weight = float(weight)
-        except (AttributeError, ValueError, TypeError) as err:
-            logger.warning("ignoring malformed co-visit %r: %s", value, err)
-            continue
-        neighbours[item_id] = apply_updates(neighbours.get(item_id) or {}, [(other, weight)])
+            for cache in CACHED_TABLES:
+                await cache.flush()
+        except Exception as exc:  # a table that cannot be written: restart and replay, do not go on
+            logger.exception("flushing the tables failed")
+            await app.crash(exc)
+            return

@@ -52,7 +52,19 @@ class Profile:
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        """A copy as plain data, equal to ``dataclasses.asdict(self)`` (which is 5x slower: it deep-copies
+        generically, and this runs for every changed profile at every flush).
+
+        >>> p = Profile("u", recent=[["a", 1.0, "view_item"]], impressions={"r": {"items": [["a", "x", 0]]}})
+        >>> p.to_dict() == asdict(p), p.to_dict()["recent"] is p.recent
+        (True, False)
+        """
+        return {"user_id": self.user_id, "recent": [list(r) for r in self.recent], "session": dict(self.session),
+                "counts": dict(self.counts), "cart": list(self.cart), "purchased": list(self.purchased),
+                "first_seen": self.first_seen, "last_seen": self.last_seen, "applied": list(self.applied),
+                "impressions": {rec_id: {**imp, **{k: [list(x) if isinstance(x, list) else x for x in v]
+                                                   for k, v in imp.items() if isinstance(v, list)}}
+                                for rec_id, imp in self.impressions.items()}}
 
     def remember(self, event_id: str) -> bool:
         """Note an event id as applied; False if it was already."""

@@ -43,6 +43,10 @@ class Settings:
     allocation: str = "bandit"  # how sessions get a blend variant: bandit (Thompson sampling) or ab
     explore: float = 0.1  # share of sessions given a uniformly drawn variant under the bandit
     snapshot_every: float = 5.0  # seconds between model snapshots published by the trainer
+    # State changes are cached and written to the tables (and their changelogs) once per key per
+    # flush; the events behind them are acknowledged only after that (see persona.tables.cache).
+    flush_every: float = 0.5  # seconds between flushes
+    flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
     log_level: str = "info"
     admin_token: str = ""  # required by admin endpoints (DELETE /users, PUT /rules); unset: they answer 403
     cors_origins: str = ""  # comma-separated storefront origins allowed to call the API from a browser

@@ -1,6 +1,7 @@
 """The state persona keeps, and every worker's read-only copies of what all workers need.
 
-Partitioned tables (RocksDB, changelogged), written by the agent that owns the key:
+Partitioned tables (RocksDB, changelogged), written by the agent that owns the key through a
+write-behind cache (:class:`.cache.WriteBehind`; reads through it see the latest writes):
 
 - ``profiles``: user id -> :class:`persona.profile.Profile` as a dict (partitioned like events).
 - ``item_stats``: item id -> ``{"counts": {event: n}, "windows": {bucket: weight}}``.
@@ -28,25 +29,33 @@ from persona.covisit import score_session
 from persona.models import loads as load_model
 from persona.models import session_features
 from persona.popularity import BestSellers
+from persona.profile import Profile
 from persona.rules import RuleSet, load_default_rules, parse_rules
 from persona.similarity import ContentIndex
+from persona.tables.cache import WriteBehind
 from persona.tables.replica import Replica
 from persona.trending import in_category, trending
 
-__all__ = ["profiles", "item_stats", "neighbours", "strategy_stats", "catalog", "item_stats_everywhere",
-           "neighbours_everywhere", "strategy_stats_everywhere",
+__all__ = ["CACHED_TABLES", "profiles", "item_stats", "neighbours", "strategy_stats", "catalog",
+           "item_stats_everywhere", "neighbours_everywhere", "strategy_stats_everywhere",
            "models", "rules", "relations", "shop", "variant_stats", "ACTIVE_RULES"]
 
 ACTIVE_RULES = "active"  # the key of the rule set in the rules topic
 
-profiles = app.Table("profiles", key_type=str, default=None, partitions=settings.partitions,
-                     help="user id -> profile")
-item_stats = app.Table("item_stats", key_type=str, default=None, partitions=settings.partitions,
-                       help="item id -> counts and trending windows")
-strategy_stats = app.Table("strategy_stats", key_type=str, default=None, partitions=settings.partitions,
-                           help="source|slot -> impressions, clicks, carts, purchases, revenue")
-neighbours = app.Table("neighbours", key_type=str, default=None, partitions=settings.partitions,
-                       help="item id -> co-visited items with decayed weights")
+
+def _cached(table, **codecs) -> WriteBehind:
+    return WriteBehind(table, max_keys=settings.flush_max_keys, **codecs)
+
+
+profiles = _cached(app.Table("profiles", key_type=str, default=None, partitions=settings.partitions,
+                             help="user id -> profile"), encode=Profile.to_dict, decode=Profile.from_dict)
+item_stats = _cached(app.Table("item_stats", key_type=str, default=None, partitions=settings.partitions,
+                               help="item id -> counts and trending windows"))
+strategy_stats = _cached(app.Table("strategy_stats", key_type=str, default=None, partitions=settings.partitions,
+                                   help="source|slot -> impressions, clicks, carts, purchases, revenue"))
+neighbours = _cached(app.Table("neighbours", key_type=str, default=None, partitions=settings.partitions,
+                               help="item id -> co-visited items with decayed weights"))
+CACHED_TABLES = (profiles, item_stats, strategy_stats, neighbours)
 
 
 def _changelog(table) -> str:

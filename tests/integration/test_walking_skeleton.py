@@ -139,12 +139,15 @@ def test_kcat_produces_and_reads_persona_topics(worker):
     subprocess.run(["kcat", "-b", worker.env["PERSONA_BOOTSTRAP"], "-P", "-t", worker.env.settings.events_topic,
                     "-K", "\t"], input=f"kcat-user\t{json.dumps(e)}\n", text=True, check=True, timeout=30)
     wait_for(lambda: recs(worker, "kcat-user")["fallback"] is False)
-    out = subprocess.run(["kcat", "-b", worker.env["PERSONA_BOOTSTRAP"], "-C", "-t",
-                          f"{worker.env['PERSONA_APP_ID']}-profiles-changelog", "-e", "-J", "-q"],
-                         capture_output=True, text=True, check=True, timeout=30).stdout
-    records = [json.loads(line) for line in out.splitlines()]
-    mine = [r for r in records if r["key"] == '"kcat-user"']
-    assert mine and json.loads(mine[-1]["payload"])["counts"] == {"view_item": 1}
+
+    def changelogged() -> list[dict]:  # profiles reach the changelog at the next flush (PERSONA_FLUSH_EVERY)
+        out = subprocess.run(["kcat", "-b", worker.env["PERSONA_BOOTSTRAP"], "-C", "-t",
+                              f"{worker.env['PERSONA_APP_ID']}-profiles-changelog", "-e", "-J", "-q"],
+                             capture_output=True, text=True, check=True, timeout=30).stdout
+        return [r for r in map(json.loads, out.splitlines()) if r["key"] == '"kcat-user"']
+
+    mine = wait_for(changelogged, every=0.5)
+    assert json.loads(mine[-1]["payload"])["counts"] == {"view_item": 1}
 
 
 def test_replay_feeds_profiles(worker):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import random
 from collections import Counter
@@ -205,6 +206,9 @@ def test_to_dict_and_from_dict_round_trip_through_json():
     p.impressions["r1"] = {"items": ["x", "y"], "ts": T0}
     back = Profile.from_dict(json.loads(json.dumps(p.to_dict())))
     assert back == p
+    assert p.to_dict() == dataclasses.asdict(p)
+    p.to_dict()["impressions"]["r1"]["items"].append("z")  # a copy: changing it leaves the profile alone
+    assert p.impressions["r1"]["items"] == ["x", "y"]
     assert back.apply(ev("e2", "add_to_cart", at=T0 + 1, items=("b",))) is False  # dedup survives
     assert back.recent_items(T0 + 10, 60) == p.recent_items(T0 + 10, 60)
 
@@ -250,3 +254,4 @@ def test_counts_are_the_distinct_events_per_name_whatever_the_redeliveries(case)
     assert len(p.cart) == len(set(p.cart)) and len(p.purchased) == len(set(p.purchased))
     assert p.first_seen == min(e.ts for e in events) and p.last_seen == max(e.ts for e in events)
     assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
+    assert p.to_dict() == dataclasses.asdict(p)

@@ -1,0 +1,106 @@
+"""A write-behind cache in front of a Faust table: each changed key reaches the table once per flush.
+
+A Faust table write costs a RocksDB put and a changelog record through the producer; writing on
+every event would cost more than all of persona's own work per event. Like Kafka Streams' record
+cache, :class:`WriteBehind` keeps the latest value of each changed key in memory, where reads see it
+at once, and writes every changed key once per flush, in the partition of the last event that
+changed it. The events behind the changes are held unacknowledged until their flush is done, so
+the consumer never commits past a change that is not yet in the table: after a crash they are
+delivered again and re-applied (persona's state is idempotent, see :mod:`persona.profile`).
+
+Flushes run every ``flush_every`` seconds (a timer, which also serves Faust's wait for acks
+before a rebalance), or sooner from the agent when ``max_keys`` keys wait.
+
+>>> cache = WriteBehind(table={"a": 1})
+>>> cache.get("a"), cache.get("b")
+(1, None)
+>>> cache.put("b", 2, event=None); cache.get("b"), cache.dirty
+(2, 1)
+"""
+
+from __future__ import annotations
+
+import weakref
+from contextlib import contextmanager
+from typing import Any, Awaitable, Callable, MutableMapping
+
+from faust.streams import _current_event
+
+__all__ = ["WriteBehind", "as_event", "DELETED"]
+
+DELETED = object()  # a pending deletion: a tombstone in the changelog at the next flush
+
+
+@contextmanager
+def as_event(event):
+    """Table writes inside land in ``event``'s partition (RocksDB store and changelog), as if
+    written while the stream iterates that event: Faust takes the partition from the current event."""
+    token = _current_event.set(weakref.ref(event) if event is not None else None)
+    try:
+        yield
+    finally:
+        _current_event.reset(token)
+
+
+class WriteBehind:
+    """Cached writes to ``table``; ``encode``/``decode`` convert between live objects and stored values."""
+
+    def __init__(self, table: MutableMapping, encode: Callable[[Any], Any] = lambda v: v,
+                 decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000):
+        self.table, self.encode, self.decode, self.max_keys = table, encode, decode, max_keys
+        self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (live object or DELETED, event)
+        self._held: list[tuple[Any, Any]] = []  # (stream, event) to acknowledge after the flush
+        self.before_ack: list[Callable[[], Awaitable[None]]] = []  # e.g. sending aggregated effects
+        self.flushes = 0
+
+    def __getattr__(self, name: str) -> Any:  # anything else (name, changelog_topic, ...) is the table's
+        return getattr(self.table, name)
+
+    @property
+    def dirty(self) -> int:
+        return len(self._pending)
+
+    def load(self, key: Any) -> Any:
+        """The live object for ``key`` (to change and :meth:`put` back), or None."""
+        if key in self._pending:
+            value = self._pending[key][0]
+            return None if value is DELETED else value
+        stored = self.table.get(key)
+        return None if stored is None else self.decode(stored)
+
+    def get(self, key: Any, default: Any = None) -> Any:
+        """The value as the table would hold it after the next flush."""
+        if key in self._pending:
+            value = self._pending[key][0]
+            return default if value is DELETED else self.encode(value)
+        stored = self.table.get(key)
+        return default if stored is None else stored
+
+    def put(self, key: Any, value: Any, event: Any) -> None:
+        self._pending[key] = (value, event)
+
+    def delete(self, key: Any, event: Any) -> None:
+        self._pending[key] = (DELETED, event)
+
+    def hold(self, stream: Any, event: Any) -> None:
+        """Acknowledge ``event`` only once everything it changed is flushed."""
+        self._held.append((stream, event))
+
+    @property
+    def full(self) -> bool:
+        return len(self._pending) >= self.max_keys
+
+    async def flush(self) -> None:
+        pending, held, self._pending, self._held = self._pending, self._held, {}, []
+        # No await between taking the pending writes and writing them: a read never misses a key.
+        for key, (value, event) in pending.items():
+            with as_event(event):
+                if value is not DELETED:
+                    self.table[key] = self.encode(value)
+                elif self.table.get(key) is not None:
+                    del self.table[key]
+        for send in self.before_ack:
+            await send()
+        for stream, event in held:
+            await stream.ack(event)
+        self.flushes += bool(pending or held)

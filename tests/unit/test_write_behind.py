@@ -1,0 +1,109 @@
+"""The write-behind cache: reads see writes at once, the table gets each key once per flush, in the
+partition of the event that last changed it, and events are acknowledged only after their flush."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+
+from faust.streams import current_event
+
+from persona.tables.cache import WriteBehind, as_event
+
+
+class RecordingTable(dict):
+    """A table that notes every write with the partition Faust would give it (the current event's)."""
+
+    def __init__(self, *args):
+        super().__init__(*args)
+        self.writes: list[tuple[str, object, int]] = []
+
+    def __setitem__(self, key, value):
+        self.writes.append(("set", key, current_event().message.partition))
+        super().__setitem__(key, value)
+
+    def __delitem__(self, key):
+        self.writes.append(("del", key, current_event().message.partition))
+        super().__delitem__(key)
+
+
+class RecordingStream:
+    def __init__(self, log: list):
+        self.log = log
+
+    async def ack(self, event):
+        self.log.append(("ack", event.message.offset))
+
+
+class Event(SimpleNamespace):  # Faust keeps a weak reference to the current event
+    pass
+
+
+def event(offset: int, partition: int = 0):
+    return Event(message=SimpleNamespace(partition=partition, offset=offset))
+
+
+async def test_each_key_reaches_the_table_once_per_flush_with_its_last_value():
+    table = RecordingTable({"kept": 1})
+    cache, log = WriteBehind(table), []
+    stream = RecordingStream(log)
+    for n in range(5):
+        cache.put("a", n, event(n, partition=3))
+        cache.hold(stream, event(n))
+    assert cache.get("a") == 4 and table.get("a") is None  # reads see the write before the table does
+    await cache.flush()
+    assert table.writes == [("set", "a", 3)] and table["a"] == 4
+    assert log == [("ack", n) for n in range(5)]
+    await cache.flush()  # nothing pending: nothing written
+    assert len(table.writes) == 1
+
+
+async def test_events_are_acknowledged_only_after_the_hooks_ran():
+    cache, log = WriteBehind(RecordingTable()), []
+
+    async def send_effects():
+        log.append("effects sent")
+
+    cache.before_ack.append(send_effects)
+    cache.put("a", 1, event(0))
+    cache.hold(RecordingStream(log), event(0))
+    assert log == []
+    await cache.flush()
+    assert log == ["effects sent", ("ack", 0)]
+
+
+async def test_a_deletion_is_a_tombstone_and_reads_see_it_at_once():
+    table = RecordingTable({"gone": {"x": 1}})
+    cache = WriteBehind(table)
+    cache.delete("gone", event(0, partition=2))
+    cache.delete("never-there", event(1))
+    assert cache.get("gone") is None and cache.load("gone") is None
+    await cache.flush()
+    assert table.writes == [("del", "gone", 2)] and "gone" not in table
+
+
+async def test_live_objects_are_encoded_on_read_and_on_flush():
+    table = RecordingTable({"u": {"n": 1}})
+    cache = WriteBehind(table, encode=lambda obj: {"n": obj[0]}, decode=lambda stored: [stored["n"]])
+    live = cache.load("u")
+    live[0] += 1
+    cache.put("u", live, event(0))
+    assert cache.get("u") == {"n": 2}
+    assert cache.load("u") is live  # the same object until flushed
+    await cache.flush()
+    assert table["u"] == {"n": 2} and cache.load("u") is not live
+
+
+def test_full_when_enough_keys_wait():
+    cache = WriteBehind({}, max_keys=2)
+    cache.put("a", 1, None)
+    assert not cache.full
+    cache.put("b", 1, None)
+    assert cache.full
+
+
+def test_as_event_sets_and_restores_faust_current_event():
+    e = event(7, partition=5)
+    assert current_event() is None
+    with as_event(e):
+        assert current_event() is e
+    assert current_event() is None
