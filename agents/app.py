@@ -6,6 +6,7 @@ import faust
 from aiohttp_cors import ResourceOptions
 
 from persona.agents import rebalance
+from persona.agents.durability import DurableApp
 from persona.settings import Settings
 
 __all__ = ["app", "settings"]
@@ -24,7 +25,7 @@ def _credentials():
     return None
 
 
-app = faust.App(
+app = DurableApp(  # commits wait for the changelogs; see durability.py
     settings.app_id,
     broker=settings.broker_url,
     broker_credentials=_credentials(),
