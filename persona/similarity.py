@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 import threading
+import time
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import lru_cache
@@ -69,7 +70,8 @@ class ContentIndex:
         n = max(len(self.products), 1)
         self._idf = {note: math.log(1 + n / len(ids)) for note, ids in by_note.items()}
         self._by_note = dict(by_note)
-        self._table: dict[str, tuple[list[Neighbour], list[Neighbour] | None]] | None = None
+        # item -> ranked (neighbour, score) with the family fill, and without it when that can differ
+        self._table: dict[str, tuple[list[tuple[str, float]], list[tuple[str, float]] | None]] | None = None
         self._table_k = 0
         self._precomputing = threading.Lock()
         self.neighbours = lru_cache(maxsize=4096)(self._neighbours)
@@ -94,7 +96,9 @@ class ContentIndex:
             with_family, notes_only = table[item_id]
             # The family fills in only when fewer than k items share a note: for a smaller k than
             # the table's, that can be the list without the fill.
-            return (notes_only if notes_only is not None and k <= len(notes_only) else with_family)[:k]
+            ranked = (notes_only if notes_only is not None and k <= len(notes_only) else with_family)[:k]
+            mine = self._note_weights(me)
+            return [self._neighbour(me, mine, other_id, score) for other_id, score in ranked]
         mine = self._note_weights(me)
         norm = math.sqrt(sum(w * w for w in mine.values())) or 1.0
         shared: dict[str, list[str]] = defaultdict(list)
@@ -127,21 +131,25 @@ class ContentIndex:
         out.sort(key=lambda n: (-n.score, n.item_id))
         return out[:k]
 
-    def precompute(self, k: int = PRECOMPUTED, block: int = 256) -> None:
-        """Rank the ``k`` nearest neighbours of every item, vectorised; later ``neighbours(i, <= k)``
-        are lookups. Safe to run in a thread: the table replaces the lazy path in one assignment.
+    def _neighbour(self, me: Product, mine: dict[str, float], other_id: str, score: float) -> Neighbour:
+        other = self.products[other_id]
+        notes = tuple(sorted((n for n in mine if n in other.notes), key=lambda n: -mine[n]))
+        return Neighbour(other_id, score, notes, me.family == other.family and me.family != "", me.brand == other.brand)
 
-        numpy scores every pair (a note-weight matrix product, then the same family, brand, price band
-        and gender terms) to shortlist each item's candidates; the shortlist is then scored by the
-        reference code, so ranks, scores and ties are exactly those of the lazy path.
+    def precompute(self, k: int = PRECOMPUTED, block: int = 128) -> None:
+        """Rank the ``k`` nearest neighbours of every item, vectorised; later ``neighbours(i, <= k)``
+        are lookups. Meant for a thread: the work is numpy's (which releases the GIL) but for a
+        sort of each item's shortlist, and the table replaces the lazy path in one assignment.
+
+        The same scores as the on-demand path (a note-weight matrix product for the shared notes,
+        then the same family, brand, price band and gender terms in the same order), so the same
+        lists, ties included (by item id, on scores rounded to 6 decimals).
         """
         with self._precomputing:
             if self._table is not None and self._table_k >= k:
                 return
             ids = list(self.products)
-            if not ids:
-                self._table, self._table_k = {}, k
-                return
+            table: dict[str, tuple[list[tuple[str, float]], list[tuple[str, float]] | None]] = {}
             vocab = {note: j for j, note in enumerate(self._idf)}
             weights = np.zeros((len(ids), max(len(vocab), 1)))
             for row, item_id in enumerate(ids):
@@ -151,11 +159,10 @@ class ContentIndex:
             norms[norms == 0] = 1.0
             products = [self.products[i] for i in ids]
             family = _codes([p.family for p in products])
-            has_family = np.array([p.family != "" for p in products])
+            has_family = np.array([p.family != "" for p in products], dtype=bool)
             brand = _codes([p.brand for p in products])
             band = np.array([price_band(p.price) for p in products])
-            men, women = (np.array([p.gender == g for p in products]) for g in ("Men", "Women"))
-            table: dict[str, tuple[list[Neighbour], list[Neighbour] | None]] = {}
+            men, women = (np.array([p.gender == g for p in products], dtype=bool) for g in ("Men", "Women"))
             for lo in range(0, len(ids), block):
                 rows = slice(lo, min(lo + block, len(ids)))
                 dots = weights[rows] @ weights.T
@@ -170,31 +177,26 @@ class ContentIndex:
                 for r in range(score.shape[0]):
                     me_row = lo + r
                     shares[r, me_row] = same_family[r, me_row] = False
-                    sharing = shares[r]
-                    count = int(sharing.sum())
-                    filled = sharing | same_family[r] if count < k else sharing
-                    with_family = self._shortlist(ids, me_row, score[r], filled, k)
+                    count = int(shares[r].sum())
+                    filled = shares[r] | same_family[r] if count < k else shares[r]
                     notes_only = None
                     if count < k and has_family[me_row]:
-                        notes_only = self._shortlist(ids, me_row, score[r], sharing, k)
-                    table[ids[me_row]] = (with_family, notes_only)
+                        notes_only = _top(ids, score[r], shares[r], k)
+                    table[ids[me_row]] = (_top(ids, score[r], filled, k), notes_only)
+                time.sleep(0)  # let the event loop's thread have the GIL between blocks
             self._table, self._table_k = table, k
             self.neighbours.cache_clear()
 
-    def _shortlist(self, ids: list[str], me_row: int, scores: np.ndarray, mask: np.ndarray, k: int) -> list[Neighbour]:
-        candidates = np.flatnonzero(mask)
-        if len(candidates) > k:
-            kth = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
-            candidates = candidates[scores[candidates] >= kth - 1e-5]  # float noise and rounding ties
-        me = self.products[ids[me_row]]
-        mine = self._note_weights(me)
-        norm = math.sqrt(sum(w * w for w in mine.values())) or 1.0
-        pairs = []
-        for c in candidates:
-            other_id = ids[c]
-            theirs = self.products[other_id].notes
-            pairs.append((other_id, [n for n in mine if n in theirs]))
-        return self._ranked(me, mine, norm, pairs, k)
+
+def _top(ids: list[str], scores: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[str, float]]:
+    """The best ``k`` of the masked items: (id, score rounded to 6 decimals), ties by id."""
+    candidates = np.flatnonzero(mask)
+    if len(candidates) > k:
+        kth = np.partition(scores[candidates], len(candidates) - k)[len(candidates) - k]
+        candidates = candidates[scores[candidates] >= kth - 1e-5]  # rounding can tie items just below
+    ranked = sorted(((ids[c], round(s, 6)) for c, s in zip(candidates.tolist(), scores[candidates].tolist())),
+                    key=lambda t: (-t[1], t[0]))
+    return ranked[:k]
 
 
 def _codes(values: list[str]) -> np.ndarray:

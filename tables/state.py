@@ -184,6 +184,13 @@ class Shop:
 shop = Shop()
 
 
+@app.timer(1.0)
+async def prepare_serving() -> None:
+    """Rank content neighbours as soon as the catalog copy has caught up, not at the first request."""
+    if catalog.ready.is_set():
+        shop.index  # noqa: B018 (starts the ranking thread when the catalog changed)
+
+
 def _follow(replica: Replica):
     async def follow() -> None:
         await replica.run(settings.client_options())
