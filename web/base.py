@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hmac
+import re
 import time
 
 from faust.web import Request, Response, View
@@ -15,6 +16,7 @@ __all__ = ["BadRequest", "ApiView", "CatalogView", "admin_error", "int_param", "
 
 MAX_N = 100
 MAX_TEXT = 64
+WHOLE_NUMBER = re.compile(r"-?[0-9]+")
 
 
 class BadRequest(Exception):
@@ -25,13 +27,11 @@ def int_param(request: Request, name: str, default: int, low: int, high: int) ->
     raw = request.query.get(name)
     if raw is None:
         return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise BadRequest(f"{name} must be a whole number, got {raw!r}") from None
-    if not low <= value <= high:
-        raise BadRequest(f"{name} must be between {low} and {high}, got {value}")
-    return value
+    if not WHOLE_NUMBER.fullmatch(raw):  # int() would also take " 7", "1_0" and other scripts' digits
+        raise BadRequest(f"{name} must be a whole number, got {raw[:20]!r}")
+    if len(raw.lstrip("-").lstrip("0")) > 18 or not low <= int(raw) <= high:  # int() refuses 4,300+ digits
+        raise BadRequest(f"{name} must be between {low} and {high}, got {raw[:20]}")
+    return int(raw)
 
 
 def text_param(request: Request, name: str, max_length: int = MAX_TEXT) -> str | None:
