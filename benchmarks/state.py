@@ -1,0 +1,344 @@
+"""Scale of state: recovery time after kill -9, bytes per user, worker memory, for N synthetic users.
+
+    .venv/bin/python benchmarks/state.py --users 100000 --bootstrap 127.0.0.1:19092 [--profile 60]
+
+Goals: 1M users recovered in <= 30 s, <= 1 KiB per user.
+
+1. Synthesises ``--users`` shoppers with 5 to 15 GA4 events each (sessions of views, some
+   add_to_cart and purchases, catalog items with a popularity skew, uuid event ids), folds each
+   user's events with persona's own core (``persona.pipeline.process`` on a ``Profile``; folding
+   costs ~1 ms per user, so beyond ``--distinct`` users the profiles are copies of folded ones
+   under their own user id, session id and event ids), and
+   writes every profile as a worker's flush would into the ``profiles`` table's changelog
+   (``<app id>-profiles-changelog``, compacted): key and value JSON as Faust's json codec writes
+   them (orjson), in the partition of the user's events (murmur2 of the user id). The topics and
+   the catalog are set up first with ``persona topics`` and ``persona load-catalog``.
+2. Starts ``persona worker`` on an empty data folder (what a worker does after kill -9: without
+   its clean-stop mark it drops its local tables and restores them from the changelogs) and
+   measures the time from launch to ``/health/ready`` 200, and Faust's own restore (from its log
+   line "Restoring state from changelog topics" to "Done reading from changelog topics"), with
+   the CPU seconds the worker used. Then: changelog bytes per user (payload, and the broker's log
+   segments on disk when ``--kafka-logs`` is readable), RocksDB bytes per user on disk, the
+   worker's resident memory (VmRSS, VmHWM peak) with the full catalog and every profile loaded,
+   and a spot check that ``GET /users/{id}`` returns the synthesised profile for random users.
+3. kill -9 of the recovered worker and a restart on the SAME folder: time to ready again (a full
+   restore: the clean-stop mark is missing). Then a clean stop (SIGTERM) and restart on the same
+   folder, which keeps its local tables, for comparison.
+
+``--profile S`` attaches py-spy (100 Hz, threads holding the GIL) to the first recovering worker
+for S seconds and prints where its main thread's time goes.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import bisect
+import json
+import random
+import re
+import signal
+import time
+import urllib.error
+import uuid
+from datetime import datetime
+from pathlib import Path
+
+import orjson
+from aiokafka import AIOKafkaProducer
+from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+import common
+from persona.agents.ingest import owner_partition
+from persona.catalog import default_catalog_path, read_catalog
+from persona.events import Event
+from persona.pipeline import process
+from persona.profile import Profile
+
+SPOT_CHECKS = 25
+COMPARED = ("recent", "session", "counts", "cart", "purchased", "first_seen", "last_seen", "applied")
+
+
+def synthetic_profiles(users: int, seed: int = 0, end: float | None = None, span: float = 7 * 86400.0):
+    """(user id, profile dict, events) for ``users`` shoppers, folded with persona's pipeline."""
+    rng = random.Random(seed)
+    products = {p.item_id: p for p in read_catalog(default_catalog_path())}
+    items = common.catalog_ids()
+    cum, total = [], 0.0
+    for rank in range(len(items)):
+        total += 1.0 / (rank + 10)
+        cum.append(total)
+    end = time.time() if end is None else end
+    for u in range(users):
+        user = f"u-{u}"
+        profile, t, session, viewed, cart = Profile(user), end - span * rng.random(), 0, [], []
+        for k in range(rng.randint(5, 15)):
+            if k == 0 or rng.random() < 0.08:
+                session, viewed, cart = session + 1, [], []
+            r = rng.random()
+            if cart and r < 0.03:
+                name, item = "purchase", rng.choice(cart)
+            elif viewed and r < 0.13:
+                name, item = "add_to_cart", rng.choice(viewed)
+                cart.append(item)
+            else:
+                name, item = "view_item", items[bisect.bisect_left(cum, rng.random() * total)]
+                viewed.append(item)
+            t += rng.uniform(5, 90)
+            e = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "event_name": name, "user_id": user,
+                 "session_id": f"s-{user}-{session}", "timestamp": int(min(t, end) * 1000),
+                 "items": [{"item_id": item, "price": round(rng.uniform(20, 150), 2), "quantity": 1}]}
+            if name == "purchase":
+                e["transaction_id"] = f"T-{rng.getrandbits(32):08x}"
+            process(profile, Event.model_validate(e), products)
+        yield user, profile.to_dict()
+
+
+def many_profiles(users: int, distinct: int, seed: int = 0):
+    """``users`` profiles: ``distinct`` folded by :func:`synthetic_profiles`, the others copies of
+    them under their own user id, session id and fresh event ids (folding costs ~1 ms per user).
+
+    >>> [(u, p["session"]["id"], len(p["applied"])) for u, p in many_profiles(3, 2)][2][:2]
+    ('u-2', 's-u-2-1')
+    """
+    rng, pool = random.Random(seed + 1), []
+    for user, profile in synthetic_profiles(min(users, distinct), seed):
+        pool.append(profile)
+        yield user, profile
+    for u in range(len(pool), users):
+        base, user = pool[u % len(pool)], f"u-{u}"
+        session = dict(base["session"], id=base["session"]["id"].replace(base["user_id"], user, 1))
+        yield user, {**base, "user_id": user, "session": session,
+                     "applied": [uuid.UUID(int=rng.getrandbits(128)).hex for _ in base["applied"]]}
+
+
+def changelog_record(user: str, profile: dict, partitions: int) -> tuple[bytes, bytes, int]:
+    """Key, value and partition of a profile as a worker writes it to the table's changelog.
+
+    >>> changelog_record("u-1", {"user_id": "u-1"}, 8)
+    (b'"u-1"', b'{"user_id":"u-1"}', 7)
+    """
+    return (orjson.dumps(user), orjson.dumps(profile, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z),
+            owner_partition(user, partitions))
+
+
+async def create_changelog(bootstrap: str, topic: str, partitions: int) -> None:
+    """The changelog topic as Faust creates it (compacted); Faust finds it there when it starts."""
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
+    await admin.start()
+    try:
+        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
+    finally:
+        await admin.close()
+
+
+async def write_profiles(bootstrap: str, topic: str, users: int, distinct: int, partitions: int,
+                         sample: set[str]) -> dict:
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, max_batch_size=1024 * 1024, acks=1,
+                                max_request_size=8 * 1024 * 1024)
+    await producer.start()
+    out = {"payload": 0, "key": 0, "expected": {}, "fields": {}}
+    started, last = time.perf_counter(), time.perf_counter()
+    try:
+        pending = []
+        for n, (user, profile) in enumerate(many_profiles(users, distinct), 1):
+            key, value, partition = changelog_record(user, profile, partitions)
+            out["payload"] += len(key) + len(value)
+            out["key"] += len(key)
+            if n <= 2000:  # what each field costs, from the first profiles
+                for name, v in profile.items():
+                    out["fields"][name] = out["fields"].get(name, 0) + len(orjson.dumps(v)) + len(name) + 4
+            if user in sample:
+                out["expected"][user] = profile
+            pending.append(await producer.send(topic, value=value, key=key, partition=partition))
+            if len(pending) >= 20000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if time.perf_counter() - last > 30:
+                last = time.perf_counter()
+                print(f"  ... {n} profiles written in {last - started:.0f} s", flush=True)
+        await producer.flush()
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+    out["fields"] = {k: v / min(users, 2000) for k, v in sorted(out["fields"].items(), key=lambda kv: -kv[1])}
+    return out
+
+
+def dir_bytes(paths) -> int:
+    return sum(f.stat().st_size for p in paths for f in Path(p).rglob("*") if f.is_file())
+
+
+def memory(pid: int) -> dict[str, int]:
+    """VmRSS and VmHWM (peak) of a process, in bytes."""
+    status = Path(f"/proc/{pid}/status").read_text()
+    return {k: int(re.search(rf"^{k}:\s+(\d+) kB", status, re.M).group(1)) * 1024 for k in ("VmRSS", "VmHWM")}
+
+
+def ready(worker: common.Worker) -> bool:
+    try:
+        with urllib.request.urlopen(worker.url + "/health/ready", timeout=5) as resp:
+            return resp.status == 200
+    except (OSError, urllib.error.HTTPError):
+        return False
+
+
+MARKS = {"start": r"\[\^Worker\]: Starting", "joined": r"Joined group", "restore": r"Restoring state from changelog topics",
+         "restored": r"Done reading from changelog topics", "faust ready": r"\[\^---Recovery\]: Worker ready"}
+
+
+def start_until_ready(dep: common.Deployment, timeout: float, profile_seconds: float = 0) -> tuple[common.Worker, dict]:
+    """A worker on ``dep``'s folder ``w1``: seconds from launch to ready, CPU used, and when (seconds
+    after launch) its log shows the start of Faust, the group join, the restore and its end."""
+    log = dep.dir / "w1.log"
+    offset = log.stat().st_size if log.exists() else 0
+    launched, launched_wall = time.perf_counter(), time.time()
+    worker = common.Worker(dep)
+    spy = common.profile(worker.pid, profile_seconds, dep.dir / "recovery.collapsed") if profile_seconds else None
+    deadline = launched + timeout
+    while not ready(worker):
+        if not worker.alive():
+            raise RuntimeError(f"worker exited:\n{worker.tail()}")
+        if time.perf_counter() > deadline:
+            worker.stop()
+            raise TimeoutError(f"worker not ready in {timeout:.0f} s:\n{worker.tail()}")
+        time.sleep(0.1)
+    out = {"ready": time.perf_counter() - launched, "cpu": common.cpu_seconds(worker.pid), "spy": spy}
+    text = log.read_bytes()[offset:].decode(errors="replace")
+    for name, pattern in MARKS.items():
+        m = re.search(r"^\[([\d\- :,]+)\] \[\d+\] \[\w+\] .*" + pattern, text, re.M)
+        if m:
+            out[name] = datetime.strptime(m.group(1), "%Y-%m-%d %H:%M:%S,%f").timestamp() - launched_wall
+    if "restore" in out:
+        out["restore_seconds"] = out.get("restored", out["restore"]) - out["restore"]
+    return worker, out
+
+
+def timeline(r: dict) -> str:
+    return ", ".join(f"{k} {r[k]:.1f}" for k in (*MARKS, "ready") if k in r)
+
+
+def spot_check(worker: common.Worker, expected: dict[str, dict]) -> tuple[int, list[str]]:
+    """Users whose GET /users/{id} matches the synthesised profile; the first mismatches."""
+    good, bad = 0, []
+    for user, profile in expected.items():
+        try:
+            got = worker.get(f"/users/{user}", timeout=10)
+        except OSError as err:
+            bad.append(f"{user}: {err}")
+            continue
+        diff = [k for k in COMPARED if orjson.loads(orjson.dumps(got.get(k))) != orjson.loads(orjson.dumps(profile[k]))]
+        if diff:
+            bad.append(f"{user}: {', '.join(diff)} differ")
+        else:
+            good += 1
+    return good, bad[:5]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--users", type=int, default=100_000)
+    ap.add_argument("--bootstrap", default=common.DEFAULT_BOOTSTRAP)
+    ap.add_argument("--partitions", type=int, default=8)
+    ap.add_argument("--distinct", type=int, default=20_000,
+                    help="profiles folded from events; the other users are copies under their own ids")
+    ap.add_argument("--kafka-logs", default=None,
+                    help="the broker's log.dirs, for bytes on disk (default .local/kafka-*/data-<port>)")
+    ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each recovery")
+    ap.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the first recovery")
+    ap.add_argument("--keep", action="store_true", help="keep the topics and worker data")
+    args = ap.parse_args()
+    n = args.users
+    common.check_broker(args.bootstrap)
+    dep = common.Deployment(args.bootstrap, args.partitions, tag=f"state-{uuid.uuid4().hex[:8]}")
+    s = dep.settings
+    changelog = f"{s.app_id}-profiles-changelog"
+    print(f"machine: {common.machine()}; deployment {s.app_id}; folder {dep.dir}")
+    workers: list[common.Worker] = []
+    try:
+        dep.persona("topics")
+        dep.persona("load-catalog")
+        asyncio.run(create_changelog(s.bootstrap, changelog, args.partitions))
+        sample = set(random.Random(1).sample([f"u-{u}" for u in range(n)], min(SPOT_CHECKS, n)))
+        started, cpu = time.perf_counter(), time.process_time()
+        written = asyncio.run(write_profiles(s.bootstrap, changelog, n, args.distinct, args.partitions, sample))
+        print(f"synthesised and wrote {n} profiles ({min(n, args.distinct)} folded from 5-15 events each with "
+              f"persona.pipeline.process, the others copies under their own ids) to "
+              f"{changelog} in {time.perf_counter() - started:.0f} s ({time.process_time() - cpu:.0f} CPU s here)")
+        per_user = written["payload"] / n
+        print(f"changelog payload: {per_user:.0f} bytes per user (key {written['key'] / n:.0f} + JSON value); "
+              f"by field (first profiles): " + ", ".join(f"{k} {v:.0f}" for k, v in written["fields"].items()))
+        port = args.bootstrap.split(",")[0].rsplit(":", 1)[1]
+        logs = Path(args.kafka_logs) if args.kafka_logs else next(
+            iter(sorted(common.REPO.glob(f".local/kafka*/data-{port}"))), None)
+        on_broker = None
+        if logs and logs.is_dir():
+            on_broker = sum(f.stat().st_size for f in logs.glob(f"{changelog}-*/*.log"))
+            print(f"changelog on the broker's disk ({logs}): {on_broker / n:.0f} bytes per user "
+                  f"({on_broker / 2**20:.0f} MiB of log segments, uncompressed, before any compaction)")
+
+        print(f"\n(1) worker on an empty folder (as after kill -9: local tables dropped), {n} profiles to restore")
+        worker, first = start_until_ready(dep, args.timeout, args.profile)
+        workers.append(worker)
+        tables = dep.dir / "data" / "w1" / "v1" / "tables"
+        mem = memory(worker.pid)
+        rocks = dir_bytes(p for p in tables.glob("profiles-*.db"))
+        good, bad = spot_check(worker, written["expected"])
+        print(f"    ready {first['ready']:.1f} s after launch; Faust restore {first.get('restore_seconds', float('nan')):.1f} s; "
+              f"worker CPU {first['cpu']:.1f} s")
+        print(f"    timeline, s after launch: {timeline(first)}")
+        print(f"    RocksDB profiles: {rocks / n:.0f} bytes per user on disk ({rocks / 2**20:.0f} MiB)")
+        print(f"    worker memory: RSS {mem['VmRSS'] / 2**20:.0f} MiB, peak {mem['VmHWM'] / 2**20:.0f} MiB "
+              f"(full catalog, {n} profiles)")
+        print(f"    GET /users/{{id}}: {good} of {len(written['expected'])} random users return their synthesised profile"
+              + (f"; {bad}" if bad else ""))
+        if first["spy"]:
+            first["spy"].proc.wait(args.profile + 60)
+
+        worker.proc.send_signal(signal.SIGKILL)
+        worker.proc.wait()
+        print("\n(2) kill -9, restart on the same folder (no clean-stop mark: full restore)")
+        worker, again = start_until_ready(dep, args.timeout)
+        workers.append(worker)
+        good2, _ = spot_check(worker, written["expected"])
+        print(f"    ready {again['ready']:.1f} s after launch; Faust restore {again.get('restore_seconds', float('nan')):.1f} s; "
+              f"worker CPU {again['cpu']:.1f} s; {good2} of {len(written['expected'])} spot checks pass")
+        print(f"    timeline, s after launch: {timeline(again)}")
+
+        worker.stop(timeout=120)
+        print("\n(3) clean stop (SIGTERM), restart on the same folder (local tables kept)")
+        worker, clean = start_until_ready(dep, args.timeout)
+        workers.append(worker)
+        print(f"    ready {clean['ready']:.1f} s after launch; worker CPU {clean['cpu']:.1f} s; "
+              f"RSS {memory(worker.pid)['VmRSS'] / 2**20:.0f} MiB")
+        print(f"    timeline, s after launch: {timeline(clean)}")
+        worker.stop(timeout=120)
+
+        print()
+        rows = [["changelog payload per user", f"{per_user:.0f} B", "<= 1024 B", "met" if per_user <= 1024 else "NOT met"]]
+        if on_broker is not None:
+            rows.append(["changelog on broker disk per user", f"{on_broker / n:.0f} B", "", ""])
+        rows += [["RocksDB per user", f"{rocks / n:.0f} B", "<= 1024 B", "met" if rocks / n <= 1024 else "NOT met"],
+                 [f"recovery after kill -9, {n} users (launch to ready)", f"{again['ready']:.1f} s",
+                  "<= 30 s for 1M", f"{again['ready'] * 1e6 / n:.0f} s per 1M users if linear"],
+                 ["Faust restore of the changelogs", f"{again.get('restore_seconds', float('nan')):.1f} s", "", ""],
+                 ["restart after a clean stop", f"{clean['ready']:.1f} s", "", ""],
+                 ["worker RSS after recovery", f"{mem['VmRSS'] / 2**20:.0f} MiB",
+                  "", f"{(mem['VmRSS']) / n:.0f} B per user incl. the baseline"]]
+        print(common.table(rows, ["figure", "value", "goal", "note"]))
+        if args.profile:
+            print(f"\npy-spy, first {args.profile:.0f} s of the first recovery ({dep.dir / 'recovery.collapsed'}):")
+            print(common.hot_spots(dep.dir / "recovery.collapsed", focus=()))
+        print(json.dumps({"users": n, "payload_per_user": per_user, "broker_per_user": on_broker and on_broker / n,
+                          "rocksdb_per_user": rocks / n, "first": {k: v for k, v in first.items() if k != "spy"},
+                          "after_kill": {k: v for k, v in again.items() if k != "spy"},
+                          "after_clean_stop": {k: v for k, v in clean.items() if k != "spy"}, "memory": mem}))
+    finally:
+        for w in workers:
+            w.stop()
+        if not args.keep:
+            dep.cleanup()
+
+
+if __name__ == "__main__":
+    main()
