@@ -22,6 +22,7 @@ CHECKS = [not_a_server_error, status_code_conformance, content_type_conformance,
 EXAMPLES = 6  # per operation, mode and credential: generating rule sets and event batches is slow
 POSITIVE, NEGATIVE = schemathesis.GenerationMode.POSITIVE, schemathesis.GenerationMode.NEGATIVE
 AS_ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+SAUVAGE = "53482"  # a catalog item: generated ids are never in the catalog, so give one
 
 
 def is_admin(operation) -> bool:
@@ -36,7 +37,11 @@ def plan(operation, as_admin: bool) -> list[tuple[schemathesis.GenerationMode, d
     if is_admin(operation) and not as_admin:
         return [(POSITIVE, {"body": {}} if "requestBody" in raw else {})]
     violable = len(operation.query) or "requestBody" in raw or is_admin(operation)
-    return [(POSITIVE, {}), (NEGATIVE, {})] if violable else [(POSITIVE, {})]
+    out = [(POSITIVE, {}), (NEGATIVE, {})] if violable else [(POSITIVE, {})]
+    where = {p["in"] for p in raw.get("parameters", []) if p["name"] == "item_id"}
+    if where & {"path", "query"}:
+        out.append((POSITIVE, {"path_parameters" if "path" in where else "query": {"item_id": SAUVAGE}}))
+    return out
 
 
 def fuzz(worker: Worker, operation, mode, fixed: dict, headers: dict[str, str], session: requests.Session) -> int:
