@@ -141,9 +141,14 @@ class DurableApp(faust.App):
         transport.Consumer = types.new_class("Consumer", (CommitAfterChangelog, transport.Consumer))
         return transport
 
+    @property
+    def keeps_tables(self) -> bool:
+        return not (self.producer_only or self.client_only)
+
     async def on_first_start(self) -> None:
         await super().on_first_start()
-        drop_tables_unless_stopped_cleanly(Path(self.conf.tabledir))
+        if self.keeps_tables:
+            drop_tables_unless_stopped_cleanly(Path(self.conf.tabledir))
 
     async def on_stop(self) -> None:
         await super().on_stop()  # stops the streams, commits, flushes the producer
@@ -159,7 +164,7 @@ class DurableApp(faust.App):
         except (TimeoutError, ChangelogNotDurable) as err:
             logger.warning("local tables will be restored from the changelogs at the next start: %s", err)
             return
-        if tabledir.is_dir():
+        if self.keeps_tables and tabledir.is_dir():
             (tabledir / CLEAN_STOP_MARK).write_text(f"{time.time()}\n")
 
 
