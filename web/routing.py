@@ -87,15 +87,45 @@ def _caught_up(tp: TP) -> bool:
     return applied is not None and applied >= end - 1
 
 
+def _rebalance_seconds() -> float:
+    """How long the current rebalance has run (0 when none runs)."""
+    if not app.rebalancing:
+        return 0.0
+    states = getattr(app, "_rebalancing_sensor_state", None) or {}
+    starts = [s["time_start"] for s in states.values() if isinstance(s, dict) and "time_start" in s]
+    return time.monotonic() - min(starts) if starts else 0.0
+
+
+def _maybe_evicted() -> bool:
+    """A rebalance that outlasts the session timeout may have gone on without this worker (stuck
+    in a revoke, it was evicted): its partitions may be someone else's by now."""
+    return _rebalance_seconds() > app.conf.broker_session_timeout
+
+
+def _recovery_ended(tp: TP) -> bool:
+    """Whether the recovery of the current assignment has replayed ``tp``'s changelog to the end
+    it had when the recovery began (and no rebalance runs)."""
+    if app.rebalancing or getattr(app, "in_recovery", False):
+        return False
+    recovery = app.tables.recovery
+    if tp not in recovery.active_highwaters:  # assigned, but its recovery has not begun
+        return False
+    end = recovery.active_highwaters[tp]
+    applied = profiles.data.persisted_offset(tp)
+    return end is None or end < 0 or (applied is not None and applied >= end)
+
+
 def copy_state(partition: int) -> str | None:
     """``owner``, ``replica`` (a caught-up standby or recovering copy) or None: what this worker
     may answer from for ``partition``."""
+    if app.should_stop or profiles.should_stop:  # stopping: the store has let go of its databases
+        return None
     tp = _changelog_tp(partition)
     actives = app.assignor.assigned_actives()
     if tp in actives:
-        if not app.rebalancing and not getattr(app, "in_recovery", False):
-            _recovered.add(partition)  # recovery ended for every active of this assignment
-        if partition in _recovered:
+        if partition not in _recovered and _recovery_ended(tp):
+            _recovered.add(partition)
+        if partition in _recovered and not _maybe_evicted():
             return "owner"
     if (tp in actives or tp in app.assignor.assigned_standbys()) and _caught_up(tp):
         return "replica"
