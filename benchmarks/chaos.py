@@ -1,7 +1,9 @@
-"""Chaos: kill -9 a worker, or restart the broker, mid-stream; then check every shopper's counts.
+"""Chaos: kill -9 a worker, restart the broker, or lose one node of three, mid-stream; then check
+every shopper's counts.
 
-    .venv/bin/python benchmarks/chaos.py --events 50000 --users 2000 --bootstrap 127.0.0.1:29092 \
+    .venv/bin/python benchmarks/chaos.py --events 50000 --users 2000 --bootstrap 127.0.0.1:39092 \
         [--scenario kill|broker-restart|stall-kill] [--session-timeout 10]
+    .venv/bin/python benchmarks/chaos.py --events 50000 --scenario cluster   # scripts/kafka-cluster.sh up
 
 The guarantee under test: at-least-once processing with idempotent per-user state. Every event is
 folded into its shopper's profile exactly once (the profile remembers the last DEDUP_WINDOW event
@@ -26,6 +28,11 @@ One run, on a deployment of its own (fresh app id and ``bench-chaos-<tag>.*`` to
      at 40 % while the worker goes on with the records it has fetched (its RocksDB writes land,
      its changelog records cannot be sent), ``kill -9`` the worker, resume the broker, and start a
      new worker on the SAME data folder. Step 4 then shows whether the changelog caught up.
+   - ``cluster``: on the three-node cluster of ``scripts/kafka-cluster.sh`` (topics with 3
+     replicas, min.insync.replicas 2), stop the node that leads the most events partitions at
+     40 %; the worker keeps running on the two others until it has handled another 20 % of the
+     input; start the node again. Refused unless ``kafka-cluster.sh status`` says all three nodes
+     are that script's.
 
 3. wait until the group's committed offsets reach the end of the topics the ingest agent reads
    (events, impressions, control) and the worker's counters stay unchanged for 3 s (the item
@@ -67,11 +74,14 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+from aiokafka.admin import AIOKafkaAdminClient
 
 import common
 
-DEFAULT_BOOTSTRAP = "127.0.0.1:29092"
+DEFAULT_BOOTSTRAP = "127.0.0.1:39092"  # a broker of its own: PERSONA_KAFKA_PORT=39092 scripts/kafka.sh up
 DEFAULT_KAFKA_DIR = common.REPO / ".local" / "kafka-chaos"
+CLUSTER_BOOTSTRAP = "127.0.0.1:29092,127.0.0.1:29093,127.0.0.1:29094"  # scripts/kafka-cluster.sh's defaults
+CLUSTER_KAFKA_DIR = common.REPO / ".local" / "kafka-cluster"
 PROCESSED = ("applied", "duplicates", "dead_lettered", "repartitioned")  # /health counters of handled records
 
 
@@ -338,6 +348,42 @@ class Broker:
         os.kill(self.pid(), signal.SIGCONT)
 
 
+class Cluster:
+    """The nodes of scripts/kafka-cluster.sh on these ports and folder: stopped only if that script runs them."""
+
+    def __init__(self, bootstrap: str, kafka_dir: Path):
+        self.bootstrap = bootstrap
+        self.env = {**os.environ, "PERSONA_KAFKA_CLUSTER_PORT": bootstrap.split(",")[0].split(":")[-1],
+                    "PERSONA_KAFKA_DIR": str(kafka_dir)}
+
+    def _sh(self, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run([str(common.REPO / "scripts" / "kafka-cluster.sh"), *args], env=self.env,
+                              capture_output=True, text=True, timeout=240)
+
+    def ours(self) -> bool:
+        return self._sh("status").returncode == 0
+
+    def stop(self, node: int) -> None:
+        r = self._sh("stop", str(node))
+        if r.returncode:
+            raise RuntimeError(f"kafka-cluster.sh stop {node} failed: {r.stderr}")
+
+    def start(self, node: int) -> None:
+        r = self._sh("start", str(node))
+        if r.returncode:
+            raise RuntimeError(f"kafka-cluster.sh start {node} failed: {r.stderr}")
+
+    async def leaders(self, topic: str) -> dict[int, int]:
+        """partition -> the node leading it."""
+        admin = AIOKafkaAdminClient(bootstrap_servers=self.bootstrap)
+        await admin.start()
+        try:
+            [described] = await admin.describe_topics([topic])
+            return {p["partition"]: p["leader"] for p in described["partitions"]}
+        finally:
+            await admin.close()
+
+
 # --- the run ---------------------------------------------------------------------------------
 
 class Run:
@@ -350,6 +396,8 @@ class Run:
         self.ingest_topics = [t for t in (self.s.events_topic, self.s.impressions_topic,
                                           getattr(self.s, "control_topic", None)) if t]
         (self.dep.dir / "data").mkdir(parents=True, exist_ok=True)
+        if args.scenario == "cluster":  # every topic, Faust's changelogs too, on all three nodes
+            self.dep.update(PERSONA_REPLICATION="3", PERSONA_MIN_INSYNC_REPLICAS="2")
         if args.session_timeout:  # Faust reads these from the environment; default 60 s and 3 s
             self.dep["BROKER_SESSION_TIMEOUT"] = str(args.session_timeout)
             self.dep["BROKER_HEARTBEAT_INTERVAL"] = str(min(3.0, args.session_timeout / 3))
@@ -511,6 +559,10 @@ class Run:
         if a.scenario in ("broker-restart", "stall-kill") and not broker.ours():
             sys.exit(f"no broker of scripts/kafka.sh with PERSONA_KAFKA_DIR={a.kafka_dir} on {a.bootstrap}: "
                      f"this script restarts only that one")
+        cluster = Cluster(a.bootstrap, Path(a.kafka_dir))
+        if a.scenario == "cluster" and not cluster.ours():
+            sys.exit(f"no three nodes of scripts/kafka-cluster.sh with PERSONA_KAFKA_DIR={a.kafka_dir} on "
+                     f"{a.bootstrap}: this script stops only those")
         self.say(f"machine: {common.machine()}; deployment {s.app_id}; folder {dep.dir}; session timeout "
                  f"{a.session_timeout or 'Faust default (60)'} s")
         dep.persona("topics")
@@ -541,6 +593,31 @@ class Run:
                 if folder == "empty":
                     name = f"w{n + 1}"
                 w, base = self.restart_after_kill(t_kill, name, f"worker {n + 1} on the {folder} data folder ({name})")
+        elif a.scenario == "cluster":
+            self.run_until(w, int(0.4 * total), 0, timeout)
+            leaders = asyncio.run(cluster.leaders(s.events_topic))
+            victim = max(set(leaders.values()), key=list(leaders.values()).count)
+            committed_down, handled_down = self.committed(), self.handled(w)
+            t_down = time.monotonic()
+            cluster.stop(victim)
+            t_stopped = time.monotonic()
+            self.say(f"node {victim} (leader of {list(leaders.values()).count(victim)} of {len(leaders)} events "
+                     f"partitions) stopped in {t_stopped - t_down:.1f} s; worker 1 had handled {handled_down} "
+                     f"records, committed events offset {committed_down}/{total}")
+            self.run_until(w, min(handled_down + int(0.2 * total), total), 0, timeout)
+            t_on = time.monotonic()
+            handled_while_down, committed_while_down = self.handled(w) - handled_down, self.committed() - committed_down
+            new_leaders = asyncio.run(cluster.leaders(s.events_topic))
+            self.say(f"with node {victim} down the worker handled {handled_while_down} records and committed "
+                     f"{committed_while_down} more events in {t_on - t_stopped:.1f} s; events partition leaders "
+                     f"now {sorted(set(new_leaders.values()))}")
+            cluster.start(victim)
+            t_up = time.monotonic()
+            self.say(f"node {victim} up again in {t_up - t_on:.1f} s")
+            self.recoveries.append({"restart": f"node {victim} of 3", "stop_s": round(t_stopped - t_down, 2),
+                                    "down_s": round(t_up - t_stopped, 2), "handled_while_down": handled_while_down,
+                                    "committed_while_down": committed_while_down,
+                                    "handled_per_s_while_down": round(handled_while_down / max(t_on - t_stopped, 1e-3), 1)})
         elif a.scenario == "stall-kill":
             self.run_until(w, int(0.4 * total), 0, timeout)
             before = self.handled(w)
@@ -613,7 +690,7 @@ class Run:
         self.prober.join()
 
         # The changelog alone: a worker on an empty folder must serve the same profiles.
-        how = "SIGTERM" if a.scenario == "broker-restart" else "kill -9"
+        how = "SIGTERM" if a.scenario in ("broker-restart", "cluster") else "kill -9"
         if how == "kill -9":
             w.proc.kill()
             w.proc.wait()
@@ -702,8 +779,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--events", type=int, default=50000, help="distinct valid events")
     ap.add_argument("--users", type=int, default=2000)
-    ap.add_argument("--bootstrap", default=DEFAULT_BOOTSTRAP)
-    ap.add_argument("--scenario", choices=("kill", "broker-restart", "stall-kill"), default="kill")
+    ap.add_argument("--bootstrap", default=None,
+                    help=f"default {DEFAULT_BOOTSTRAP}; for --scenario cluster, {CLUSTER_BOOTSTRAP}")
+    ap.add_argument("--scenario", choices=("kill", "broker-restart", "stall-kill", "cluster"), default="kill")
     ap.add_argument("--partitions", type=int, default=8)
     ap.add_argument("--duplicates", type=float, default=0.01, help="share of events sent a second time")
     ap.add_argument("--down-seconds", type=float, default=5.0,
@@ -711,11 +789,15 @@ def main() -> None:
     ap.add_argument("--session-timeout", type=float, default=None, metavar="SECONDS",
                     help="the workers' Kafka session timeout (BROKER_SESSION_TIMEOUT; Faust's default is 60 s): "
                          "how long the group waits before it gives a killed worker's partitions away")
-    ap.add_argument("--kafka-dir", default=os.environ.get("PERSONA_KAFKA_DIR", str(DEFAULT_KAFKA_DIR)))
+    ap.add_argument("--kafka-dir", default=os.environ.get("PERSONA_KAFKA_DIR"),
+                    help=f"default {DEFAULT_KAFKA_DIR}; for --scenario cluster, {CLUSTER_KAFKA_DIR}")
     ap.add_argument("--timeout", type=float, default=300, help="seconds allowed to each phase")
     ap.add_argument("--seed", type=int, default=7)
     ap.add_argument("--keep", action="store_true", help="keep the topics and worker folders")
     args = ap.parse_args()
+    cluster = args.scenario == "cluster"
+    args.bootstrap = args.bootstrap or (CLUSTER_BOOTSTRAP if cluster else DEFAULT_BOOTSTRAP)
+    args.kafka_dir = args.kafka_dir or str(CLUSTER_KAFKA_DIR if cluster else DEFAULT_KAFKA_DIR)
     common.check_broker(args.bootstrap)
     run = Run(args)
     try:
