@@ -46,6 +46,25 @@ from persona.agents.ingest import owner_partition  # noqa: E402
 FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
 REQUEST_TIMEOUT = 15.0
 SETTLE_WITHIN = 180.0
+START_WITHIN = 300.0  # seconds for a worker to start (the machine is shared)
+
+
+def create_changelogs(dep: common.Deployment, partitions: int) -> None:
+    """Create the tables' changelog topics up front: on a loaded machine Faust's own creation of
+    them at start-up has raced the broker's auto-creation and left one with no partitions."""
+    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
+
+    async def create() -> None:
+        admin = AIOKafkaAdminClient(bootstrap_servers=dep.settings.bootstrap)
+        await admin.start()
+        try:
+            await admin.create_topics([NewTopic(f"{dep.settings.app_id}-{table}-changelog", partitions, 1,
+                                                topic_configs={"cleanup.policy": "compact"})
+                                       for table in ("profiles", "item_stats", "strategy_stats", "neighbours")])
+        finally:
+            await admin.close()
+
+    asyncio.run(create())
 
 
 def user_events(users: list[str], items: list[str], seed: int) -> tuple[list[dict], dict[str, tuple[int, str]]]:
@@ -187,12 +206,14 @@ def rebalance_run(args) -> list[list]:
     dep = common.Deployment(args.bootstrap, partitions=args.partitions)
     dep.update(FAST_FAILOVER, PERSONA_STANDBY_REPLICAS="1")
     dep.persona("topics")
+    create_changelogs(dep, args.partitions)
     dep.persona("load-catalog")
     users = [f"rb-{i}" for i in range(args.users)]
     probes = [next(u for u in users if owner_partition(u, args.partitions) == p) for p in range(args.partitions)]
-    w1 = common.Worker(dep, "w1").wait_ready()
+    w1 = common.Worker(dep, "w1")
     workers, load, windows = [w1], None, []
     try:
+        w1.wait_ready(START_WITHIN)
         truth = build_state(dep, users, seed=1)
         took = wait_state(w1, truth, args.partitions)
         print(f"state: {len(users)} users ingested by one worker in {took:.0f} s", file=sys.stderr)
@@ -209,7 +230,12 @@ def rebalance_run(args) -> list[list]:
             time.sleep(args.quiet)
 
         def join(name: str) -> None:
-            w = common.Worker(dep, name).wait_ready(180)
+            w = common.Worker(dep, name)
+            try:
+                w.wait_ready(START_WITHIN)
+            except Exception:
+                w.stop()
+                raise
             workers.append(w)
             load.add(w)
 
@@ -256,14 +282,15 @@ def failover_run(args, standbys: int) -> list:
     dep = common.Deployment(args.bootstrap, partitions=args.partitions)
     dep.update(FAST_FAILOVER, PERSONA_STANDBY_REPLICAS=str(standbys))
     dep.persona("topics")
+    create_changelogs(dep, args.partitions)
     dep.persona("load-catalog")
     users = [f"fo-{i}" for i in range(args.users)]
-    a = common.Worker(dep, "a").wait_ready()
-    b = None
+    a, b = common.Worker(dep, "a"), None
     try:
+        a.wait_ready(START_WITHIN)
         truth = build_state(dep, users, seed=2)
         wait_state(a, truth, args.partitions)
-        b = common.Worker(dep, "b").wait_ready(180)
+        b = common.Worker(dep, "b").wait_ready(START_WITHIN)
         probes = [next(u for u in users if owner_partition(u, args.partitions) == p) for p in range(args.partitions)]
         settled([a, b], probes, args.partitions)
         time.sleep(3)  # standbys catch up

@@ -78,10 +78,8 @@ def _caught_up(tp: TP) -> bool:
         end = app.consumer.highwater(tp)  # the next offset, as of the last fetch of ``tp``
     except Exception:  # not fetched by this consumer (any more)
         return False
-    if end is None:
+    if not end:  # unknown, or nothing fetched yet
         return False
-    if end == 0:
-        return True
     app.tables.recovery.flush_buffers()  # standby records wait in buffers of up to 1,000 records
     applied = profiles.data.persisted_offset(tp)
     return applied is not None and applied >= end - 1
@@ -118,6 +116,14 @@ def _recovery_ended(tp: TP) -> bool:
 def copy_state(partition: int) -> str | None:
     """``owner``, ``replica`` (a caught-up standby or recovering copy) or None: what this worker
     may answer from for ``partition``."""
+    state = _copy_state(partition)
+    if state is not None:
+        # A read outside a stream event searches only the open databases; a standby's opens lazily.
+        profiles.data._db_for_partition(partition)
+    return state
+
+
+def _copy_state(partition: int) -> str | None:
     if app.should_stop or profiles.should_stop:  # stopping: the store has let go of its databases
         return None
     tp = _changelog_tp(partition)
