@@ -64,25 +64,26 @@ class Outbox:
 
     def __init__(self, partitions: int = settings.partitions):
         self.partitions = partitions
-        self.item_signals: dict[str, list] = defaultdict(list)
-        self.covisit: dict[str, Counter] = defaultdict(Counter)
-        self.feedback: dict[str, list] = defaultdict(list)
+        self.item_signals: dict[str, list] = {}
+        self.covisit: dict[str, dict[str, float]] = {}
+        self.feedback: dict[str, list] = {}
         self.examples: list[dict[str, Any]] = []  # in event order: a "forget" must follow the user's examples
         self.later: list[tuple[Any, bytes, bytes, int | None]] = []  # (topic, key, value, partition)
 
     def add(self, fx: Effects) -> None:
         for item_id, name, n, ts in fx.item_signals:
-            self.item_signals[item_id].append([name, n, ts])
+            self.item_signals.setdefault(item_id, []).append([name, n, ts])
         for item_id, other, weight in fx.covisit:
-            self.covisit[item_id][other] += weight
+            weights = self.covisit.setdefault(item_id, {})
+            weights[other] = weights.get(other, 0.0) + weight
         for source, slot, kind, amount, ts in fx.feedback:
-            self.feedback[f"{source}|{slot}"].append([kind, amount, ts])
+            self.feedback.setdefault(f"{source}|{slot}", []).append([kind, amount, ts])
         self.examples += fx.examples
 
     def _by_partition(self, name: str, per_key: dict) -> list[tuple[str, int, dict]]:
         groups: dict[int, dict] = defaultdict(dict)
         for key, value in per_key.items():
-            groups[owner_partition(key, self.partitions)][key] = dict(value) if name == "covisit" else value
+            groups[owner_partition(key, self.partitions)][key] = value
         return [(name, p, groups[p]) for p in sorted(groups)]
 
     def records(self, topic_of: dict[str, Any]) -> list[tuple[Any, int | None, Any]]:
@@ -286,6 +287,13 @@ async def count_covisits(stream):
     await fold(stream, neighbours, add_covisits)
 
 
+@app.on_partitions_revoked.connect
+async def drop_flushed_objects(sender, revoked, **kwargs) -> None:
+    """After a rebalance the tables are the truth: their keys may move to, and change on, other workers."""
+    for cache in CACHED_TABLES:
+        cache.drop_flushed()
+
+
 @app.task
 async def flush_tables() -> None:
     """Flush every cache each ``flush_every`` seconds, until the process ends.
@@ -293,12 +301,16 @@ async def flush_tables() -> None:
     Not an ``app.timer``: timers end as soon as the worker starts stopping, while Faust's stop
     still waits for the held events to be acknowledged (``stream_wait_empty``); tasks run until then.
     """
+    failures = 0
     while True:
         await asyncio.sleep(settings.flush_every)
         try:
             for cache in CACHED_TABLES:
                 await cache.flush()
-        except Exception as exc:  # a table that cannot be written: restart and replay, do not go on
-            logger.exception("flushing the tables failed")
-            await app.crash(exc)
-            return
+            failures = 0
+        except Exception as exc:  # what was not written stays pending: try again, for a while
+            failures += 1
+            logger.warning("flushing the tables failed (%d in a row): %r", failures, exc)
+            if failures * settings.flush_every >= 30:  # not transient: restart and replay
+                await app.crash(exc)
+                return

@@ -34,6 +34,10 @@ rules = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes)
 relations = app.topic(settings.relations_topic, key_type=bytes, value_type=bytes)
 
 COMPACTED = {"cleanup.policy": "compact"}
+# Faust creates the tables' changelog topics as it starts, but its consumer may subscribe before
+# they exist and then never learn their partitions (a later table write fails the co-partitioning
+# check): they are created up front with the rest.
+TABLES = ("profiles", "item_stats", "strategy_stats", "neighbours")
 MODEL_BYTES = 32 * 1024 * 1024  # a model snapshot is one record
 
 
@@ -60,7 +64,7 @@ def topic_specs(s: Settings) -> list[NewTopic]:
         NewTopic(s.rules_topic, 1, r, topic_configs={**COMPACTED, **isr}),
         NewTopic(s.relations_topic, 1, r, topic_configs={**COMPACTED, **isr}),
         NewTopic(s.models_topic, 1, r, topic_configs={**COMPACTED, **isr, "max.message.bytes": str(MODEL_BYTES)}),
-    ]
+    ] + [NewTopic(f"{s.app_id}-{table}-changelog", p, r, topic_configs={**COMPACTED, **isr}) for table in TABLES]
 
 
 async def ensure_topics(s: Settings = settings) -> list[str]:

@@ -1,6 +1,6 @@
 """Ingest throughput: raw aiokafka consumer vs a Faust no-op agent vs a full persona worker.
 
-    .venv/bin/python benchmarks/ingest.py --events 50000 --bootstrap 127.0.0.1:19092 [--profile 20]
+    .venv/bin/python benchmarks/ingest.py --events 50000 --bootstrap 127.0.0.1:19092 [--profile 20] [--scale 2]
 
 Produces N GA4 events (~200 bytes, ~N/20 shoppers, catalog items) once into a fresh 8-partition
 topic, then consumes that same data three times, one after the other (never concurrently):
@@ -34,6 +34,7 @@ import asyncio
 import json
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -108,10 +109,38 @@ def run_noop(dep: common.Deployment, topic: str, n: int, timeout: float) -> dict
         proc.stop()
 
 
-def run_persona(dep: common.Deployment, n: int, window: float, profile_seconds: float, traced: bool) -> dict:
+class Workers:
+    """Several workers of one deployment seen as one: counters and CPU seconds summed."""
+
+    def __init__(self, workers: list[common.Worker]):
+        self.workers, self.pid = workers, workers[0].pid
+
+    def alive(self) -> bool:
+        return all(w.alive() for w in self.workers)
+
+    def tail(self) -> str:
+        return "\n".join(w.tail() for w in self.workers)
+
+    def counters(self):
+        return sum((w.counters() for w in self.workers), Counter())
+
+    def all_applying(self) -> bool:
+        """Every worker has applied events: the group has settled (a rate from then on is a steady one)."""
+        return len(self.workers) == 1 or all(w.counters()["applied"] for w in self.workers)
+
+    def cpu(self) -> float:
+        return sum(common.cpu_seconds(w.pid) for w in self.workers)
+
+    def stop(self) -> None:
+        for w in self.workers:
+            w.stop()
+
+
+def run_persona(dep: common.Deployment, n: int, window: float, profile_seconds: float, traced: bool,
+                workers: int = 1) -> dict:
     s = dep.settings
     launched = time.time()
-    worker = common.Worker(dep, traced=traced)
+    worker = Workers([common.Worker(dep, name=f"w{i + 1}", traced=traced) for i in range(workers)])
     out: dict = {"launched": launched, "pid": worker.pid}
     spy = None
 
@@ -129,12 +158,12 @@ def run_persona(dep: common.Deployment, n: int, window: float, profile_seconds: 
                     c = None
                 if c is not None:
                     done = c["applied"] + c["duplicates"] + c["dead_lettered"] + c["repartitioned"]
-                    if done and "first" not in out:
-                        out.update(first=now, first_count=done, first_cpu=common.cpu_seconds(worker.pid))
+                    if done and "first" not in out and worker.all_applying():
+                        out.update(first=now, first_count=done, first_cpu=worker.cpu())
                         if profile_seconds:
                             spy = common.profile(worker.pid, profile_seconds, dep.dir / "persona.collapsed")
                     if "first" in out and "ingested" not in out and (done >= n or now - out["first"] >= window):
-                        out.update(ingested=now, ingested_cpu=common.cpu_seconds(worker.pid), counters=dict(c),
+                        out.update(ingested=now, ingested_cpu=worker.cpu(), counters=dict(c),
                                    ingested_count=done)
                         out["lag_at_ingested"] = await offsets.lag()
                         if done < n:  # window over: no drain measure
@@ -145,7 +174,7 @@ def run_persona(dep: common.Deployment, n: int, window: float, profile_seconds: 
                     next_offsets = time.monotonic() + 0.25
                     lag = await offsets.lag()
                     if all(committed >= end for committed, end in lag.values()):
-                        out.update(drained=time.time(), drained_cpu=common.cpu_seconds(worker.pid), lag=lag)
+                        out.update(drained=time.time(), drained_cpu=worker.cpu(), lag=lag)
                         return
                 await asyncio.sleep(0.1)
             out["timeout"] = True
@@ -172,6 +201,9 @@ def main() -> None:
     ap.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the persona worker")
     ap.add_argument("--traced", action="store_true", help="run benchmarks/traced_worker.py as the persona worker")
     ap.add_argument("--skip-baselines", action="store_true", help="only the persona worker (for profiling)")
+    ap.add_argument("--scale", type=int, nargs="*", default=[], metavar="WORKERS",
+                    help="then run that many workers (each count a fresh app id on the same events) and "
+                         "compare their rate with one worker's")
     ap.add_argument("--keep", action="store_true", help="keep the topics and worker data")
     args = ap.parse_args()
     n = args.events
@@ -260,12 +292,36 @@ def main() -> None:
             print(f"\npy-spy, {args.profile:.0f} s of the persona worker while ingesting "
                   f"({dep.dir / 'persona.collapsed'}):")
             print(common.hot_spots(dep.dir / "persona.collapsed"))
+        if args.scale:
+            scale(dep, n, args, rows["applied"])
         if args.traced:
             print("\ntraced worker, last report:")
             print([line for line in worker_log(dep).splitlines() if "TRACE" in line][-1].split("TRACE ", 1)[1])
     finally:
         if not args.keep:
             dep.cleanup()
+
+
+def scale(dep: common.Deployment, n: int, args, one: dict) -> None:
+    """Several workers of a fresh app on the same events topic, against one worker's rate above."""
+    print(f"\nscaling, {args.partitions} partitions (events applied, from the first to the window's end or the last):")
+    print(f"  1 worker : {one['rate']:8,.0f} events/s")
+    for count in args.scale:
+        other = common.Deployment(dep.settings.bootstrap, args.partitions, tag=f"{dep.tag}x{count}")
+        other["PERSONA_EVENTS_TOPIC"] = dep.settings.events_topic
+        try:
+            other.persona("topics")
+            other.persona("load-catalog")
+            p = run_persona(other, n, args.window, 0, False, workers=count)
+            if "ingested" not in p:
+                print(f"  {count} workers: no events applied in time")
+                continue
+            rate = (p["ingested_count"] - p["first_count"]) / (p["ingested"] - p["first"])
+            print(f"  {count} workers: {rate:8,.0f} events/s = {rate / one['rate']:.2f} x one worker "
+                  f"(goal >= {0.9 * count:.1f} x)")
+        finally:
+            if not args.keep:
+                other.cleanup()
 
 
 def worker_log(dep: common.Deployment) -> str:

@@ -8,8 +8,12 @@ changed it. The events behind the changes are held unacknowledged until their fl
 the consumer never commits past a change that is not yet in the table: after a crash they are
 delivered again and re-applied (persona's state is idempotent, see :mod:`persona.profile`).
 
-Flushes run every ``flush_every`` seconds (a timer, which also serves Faust's wait for acks
-before a rebalance), or sooner from the agent when ``max_keys`` keys wait.
+Flushes run every ``flush_every`` seconds (a task, which also serves Faust's wait for acks
+before a rebalance or a stop), or sooner from the agent when ``max_keys`` keys wait.
+
+Flushed objects stay in memory too (the ``keep`` most recent), so a shopper's next event does not
+read and decode the profile again; they are dropped when partitions are revoked (another worker
+may change them while this one does not own them).
 
 >>> cache = WriteBehind(table={"a": 1})
 >>> cache.get("a"), cache.get("b")
@@ -46,9 +50,10 @@ class WriteBehind:
     """Cached writes to ``table``; ``encode``/``decode`` convert between live objects and stored values."""
 
     def __init__(self, table: MutableMapping, encode: Callable[[Any], Any] = lambda v: v,
-                 decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000):
-        self.table, self.encode, self.decode, self.max_keys = table, encode, decode, max_keys
+                 decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000, keep: int = 100_000):
+        self.table, self.encode, self.decode, self.max_keys, self.keep = table, encode, decode, max_keys, keep
         self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (live object or DELETED, event)
+        self._flushed: dict[Any, Any] = {}  # key -> live object as flushed, oldest first
         self._held: list[tuple[Any, Any]] = []  # (stream, event) to acknowledge after the flush
         self.before_ack: list[Callable[[], Awaitable[None]]] = []  # e.g. sending aggregated effects
         self.flushes = 0
@@ -65,6 +70,8 @@ class WriteBehind:
         if key in self._pending:
             value = self._pending[key][0]
             return None if value is DELETED else value
+        if key in self._flushed:
+            return self._flushed.pop(key)  # back in _pending once put
         stored = self.table.get(key)
         return None if stored is None else self.decode(stored)
 
@@ -77,14 +84,20 @@ class WriteBehind:
         return default if stored is None else stored
 
     def put(self, key: Any, value: Any, event: Any) -> None:
+        self._flushed.pop(key, None)
         self._pending[key] = (value, event)
 
     def delete(self, key: Any, event: Any) -> None:
+        self._flushed.pop(key, None)
         self._pending[key] = (DELETED, event)
 
     def hold(self, stream: Any, event: Any) -> None:
         """Acknowledge ``event`` only once everything it changed is flushed."""
         self._held.append((stream, event))
+
+    def drop_flushed(self) -> None:
+        """Forget the flushed objects kept in memory (partitions were revoked)."""
+        self._flushed.clear()
 
     @property
     def full(self) -> bool:
@@ -93,12 +106,24 @@ class WriteBehind:
     async def flush(self) -> None:
         pending, held, self._pending, self._held = self._pending, self._held, {}, []
         # No await between taking the pending writes and writing them: a read never misses a key.
-        for key, (value, event) in pending.items():
-            with as_event(event):
-                if value is not DELETED:
-                    self.table[key] = self.encode(value)
-                elif self.table.get(key) is not None:
-                    del self.table[key]
+        flushed, written = self._flushed, []
+        try:
+            for key, (value, event) in pending.items():
+                with as_event(event):
+                    if value is not DELETED:
+                        self.table[key] = self.encode(value)
+                        flushed[key] = value
+                    elif self.table.get(key) is not None:
+                        del self.table[key]
+                written.append(key)
+        except Exception:  # e.g. changelog metadata not known yet: keep the rest for the next flush
+            for key in written:
+                del pending[key]
+            self._pending, self._held = {**pending, **self._pending}, held + self._held
+            raise
+        if len(flushed) > self.keep:
+            for key in list(flushed)[: len(flushed) - self.keep]:
+                del flushed[key]
         for send in self.before_ack:
             await send()
         for stream, event in held:

@@ -44,14 +44,16 @@ def test_a_deleted_user_leaves_nothing_readable(worker):
     user = "to-delete"
     produce_events(worker.env, [event(user, items=(SAUVAGE,)), event(user, "add_to_cart", items=(SAUVAGE,))])
     wait_for(lambda: worker.get(f"/users/{user}")[1].get("cart") == [SAUVAGE])
+    key, changelog = f'"{user}"'.encode(), f"{worker.env['PERSONA_APP_ID']}-profiles-changelog"
+    wait_for(lambda: last_records(worker.env, changelog).get(key), every=0.5)  # the profile was flushed
     assert call(worker, "DELETE", f"/users/{user}")[0] == 401
     assert call(worker, "DELETE", f"/users/{user}", token="wrong")[0] == 401
     status, body = call(worker, "DELETE", f"/users/{user}", token=ADMIN_TOKEN)
     assert status == 202 and body["user_id"] == user
     wait_for(lambda: worker.get(f"/users/{user}")[0] == 404)
     assert worker.get(f"/recommendations/{user}")[1]["fallback"] is True
-    changelog = last_records(worker.env, f"{worker.env['PERSONA_APP_ID']}-profiles-changelog")
-    assert f'"{user}"'.encode() in changelog and changelog[f'"{user}"'.encode()] is None, "a tombstone"
+    records = wait_for(lambda: (r := last_records(worker.env, changelog)).get(key) is None and r, every=0.5)
+    assert key in records and records[key] is None, "the latest changelog record is a tombstone"
     deletions = last_records(worker.env, worker.env.settings.deletions_topic)
     assert json.loads(deletions[user.encode()])["user_id"] == user
 

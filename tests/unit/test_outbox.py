@@ -51,3 +51,15 @@ def test_folding_a_batch_equals_folding_one_record_at_a_time():
     assert add_feedback(None, clicks) == expected
 
     assert add_covisits({"b": 1.0}, {"b": 0.5, "c": 2.0}) == apply_updates({"b": 1.0}, [("b", 0.5), ("c", 2.0)])
+
+
+def test_every_table_changelog_is_created_up_front():
+    from persona.agents.topics import TABLES, topic_specs
+    from persona.settings import Settings
+    from persona.tables.state import CACHED_TABLES
+
+    assert {cache.name for cache in CACHED_TABLES} == set(TABLES)
+    names = {t.name: t for t in topic_specs(Settings(app_id="shop", partitions=6))}
+    for cache in CACHED_TABLES:
+        spec = names[f"shop-{cache.name}-changelog"]
+        assert spec.num_partitions == 6 and spec.topic_configs["cleanup.policy"] == "compact"
