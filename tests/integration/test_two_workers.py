@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from persona.agents.ingest import owner_partition
 
-from .conftest import Worker, event, models_settled, produce_events, wait_for
+from .conftest import Env, Worker, event, models_settled, produce_events, wait_for
 
 
 def test_any_worker_answers_for_any_user(deployment, tmp_path):
     partitions = deployment.settings.partitions
     users = [f"pair-{i}" for i in range(40)]
     assert len({owner_partition(u, partitions) for u in users}) == partitions, "users on every partition"
-    a = Worker(deployment, tmp_path / "a").start()
-    b = Worker(deployment, tmp_path / "b").start()
+    # A fixed split of sessions over the blend variants: the bandit's choice follows the click
+    # statistics, which every served list changes, so two asks in a row could differ by design.
+    env = Env({**deployment, "PERSONA_ALLOCATION": "ab"})
+    a = Worker(env, tmp_path / "a").start()
+    b = Worker(env, tmp_path / "b").start()
     try:
         # both workers ready and every partition assigned to one of them
         def settled():
@@ -29,7 +32,7 @@ def test_any_worker_answers_for_any_user(deployment, tmp_path):
             assert pa == pb, u
             assert pa[1]["counts"].get("add_to_cart", 0) == (1 if u in users[::2] else 0)
             ra, rb = a.get(f"/recommendations/{u}")[1], b.get(f"/recommendations/{u}")[1]
-            assert ra["fallback"] is rb["fallback"] is False
+            assert ra["fallback"] is rb["fallback"] is False and ra["variant"] == rb["variant"]
             assert [i["item_id"] for i in ra["items"]] == [i["item_id"] for i in rb["items"]]
         owners = {}
         for u in users:
