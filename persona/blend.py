@@ -169,8 +169,8 @@ def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
     exclude = {req.item_id} if req.item_id else set()
     if profile:
         exclude |= set(profile.cart) | {i for i, _, _ in profile.recent_items(now, RECENT_WINDOW)}
-    candidates = _merge(_generate(profile, req, src, now, exclude), intent if intent is not None else 0.5,
-                        VARIANTS.get(req.variant, WEIGHTS))
+    generated = _generate(profile, req, src, now, exclude)
+    candidates = _merge(generated, intent if intent is not None else 0.5, VARIANTS.get(req.variant, WEIGHTS))
     if src.click_probability:
         for rank, c in enumerate(candidates):
             c.score *= 0.5 + src.click_probability(c, rank, profile, req.slot)
@@ -181,7 +181,9 @@ def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
              and (not req.category or in_category(src.catalog[c.item_id], req.category))][: req.n]
     personal = any(c.source not in NOT_PERSONAL for c in items)
     strategy = decision.strategy or ("personalized" if personal else "best_sellers")
-    return Blended(strategy, not personal, items, intent, stage, decision.fired)
+    # A fallback is knowing too little, not a blend variant that ranks popular items first.
+    knew = any(cands for name, cands in generated.items() if name not in NOT_PERSONAL)
+    return Blended(strategy, not knew, items, intent, stage, decision.fired)
 
 
 def related(item_id: str, src: Sources, n: int = 10) -> list[Candidate]:

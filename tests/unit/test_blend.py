@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from persona.blend import FILL_FACTOR, Blended, Request, Sources, blend, related
+from persona.blend import FILL_FACTOR, NOT_PERSONAL, Blended, Request, Sources, blend, related
 from persona.catalog import Product, default_catalog_path, read_catalog
 from persona.companions import Companions
 from persona.popularity import best_sellers
@@ -96,6 +96,13 @@ def test_a_view_older_than_the_window_falls_back_to_the_best_sellers(src):
     fresh = blend(viewer(("m1", RECENT_WINDOW - 1)), Request(n=3, now=NOW), src)  # just inside
     assert (fresh.strategy, fresh.fallback) == ("personalized", False)
     assert fresh.items[0].source == "content" and "m1" not in ids(fresh)
+
+
+def test_a_known_shopper_is_no_fallback_when_a_variant_ranks_popular_items_first():
+    shopper = viewer(("m1", 600))  # ten minutes ago: no companion pinned by the default rules
+    popular = blend(shopper, Request(n=1, now=NOW, variant="popular"), Sources.of(CATALOG, best=BEST, trending=trending))
+    assert all(c.source in NOT_PERSONAL for c in popular.items), "the popular variant shows a trending item first"
+    assert (popular.strategy, popular.fallback) == ("best_sellers", False)
 
 
 def test_event_time_is_the_later_of_the_request_and_the_last_event(src):
@@ -185,11 +192,12 @@ def test_items_are_unique_known_never_excluded_and_filled_up(case):
     assert max(Counter(BY_ID[i].brand for i in got).values(), default=0) <= 2
     offered = [i for i, _ in best[:FILL_FACTOR * req.n] if i in ALL and i not in excluded]
     assert len(got) >= min(req.n, len(offered))  # every brand has at most two items: nothing else drops them
-    assert out.fallback == (out.strategy == "best_sellers")
-    if all(c.source == "best_sellers" for c in out.items):
-        assert out.fallback
+    if out.fallback:  # knowing too little: nothing personal to show
+        assert out.strategy == "best_sellers" and all(c.source in NOT_PERSONAL for c in out.items)
     if any(c.source in {"content", "covisit", "cf", "companions"} for c in out.items):
-        assert not out.fallback
+        assert not out.fallback and out.strategy == "personalized"
+    if profile is None and not req.item_id:
+        assert out.fallback
 
 
 # --- the default rules -----------------------------------------------------------------------------
