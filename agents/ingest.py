@@ -94,6 +94,15 @@ class Outbox:
         return [(topic_of[name], p, value) for name, p, value in out]
 
 
+    async def send(self) -> None:
+        topic_of = {"item_signals": topics.item_signals, "covisit": topics.covisit, "feedback": topics.feedback,
+                    "training": topics.training}
+        for topic, partition, value in self.records(topic_of):
+            await topic.send(key=b"batch", value=orjson.dumps(value), partition=partition)
+        for topic, key, value, partition in self.later:
+            await topic.send(key=key, value=value, partition=partition)
+
+
 outbox = Outbox()
 
 
@@ -101,12 +110,7 @@ async def send_outbox() -> None:
     """Send what the events of this flush produced (called by the profiles cache before acking them)."""
     global outbox
     box, outbox = outbox, Outbox()
-    topic_of = {"item_signals": topics.item_signals, "covisit": topics.covisit, "feedback": topics.feedback,
-                "training": topics.training}
-    for topic, partition, value in box.records(topic_of):
-        await topic.send(key=b"batch", value=orjson.dumps(value), partition=partition)
-    for topic, key, value, partition in box.later:
-        await topic.send(key=key, value=value, partition=partition)
+    await box.send()
 
 
 profiles.before_ack.append(send_outbox)

@@ -9,7 +9,6 @@ topic, in order with that key's counts; keys first counted after the request kee
 from __future__ import annotations
 
 import time
-from collections import defaultdict
 from typing import Literal
 
 import orjson
@@ -19,7 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 from persona import feedback
 from persona.agents import topics
 from persona.agents.app import app
-from persona.agents.ingest import owner_partition
+from persona.agents.ingest import Outbox
 from persona.tables.state import strategy_stats_everywhere
 from persona.web.base import ApiView, admin_error
 
@@ -70,13 +69,11 @@ async def reset_models(names: list[str]) -> None:
 async def reset_engagement() -> int:
     """Send a reset for every engagement key known here, as the feedback topic carries counts:
     ``{key: [[kind, amount, ts], ...]}`` on the key's partition. How many keys."""
-    batches: dict[int, dict[str, list]] = defaultdict(dict)
-    now = time.time()
+    box, now = Outbox(), time.time()
     for key in strategy_stats_everywhere.data:
-        batches[owner_partition(key)][key] = [[feedback.RESET, 0, now]]
-    for partition, batch in sorted(batches.items()):
-        await topics.feedback.send(key=b"batch", value=orjson.dumps(batch), partition=partition)
-    return sum(map(len, batches.values()))
+        box.feedback[key] = [[feedback.RESET, 0, now]]
+    await box.send()
+    return len(box.feedback)
 
 
 @app.page("/admin/reset")
