@@ -6,8 +6,8 @@ every shopper's counts.
     .venv/bin/python benchmarks/chaos.py --events 50000 --scenario cluster   # scripts/kafka-cluster.sh up
 
 The guarantee under test: at-least-once processing with idempotent per-user state. Every event is
-folded into its shopper's profile exactly once (the profile remembers the last DEDUP_WINDOW event
-ids), so after a crash nothing is lost and nothing is counted twice in ``counts``.
+folded into its shopper's profile exactly once (the profile remembers the last DEDUP_WINDOW events
+it applied, by event key), so after a crash nothing is lost and nothing is counted twice in ``counts``.
 
 One run, on a deployment of its own (fresh app id and ``bench-chaos-<tag>.*`` topics, 8 partitions):
 
@@ -77,6 +77,7 @@ from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
 from aiokafka.admin import AIOKafkaAdminClient
 
 import common
+from persona.profile import event_key
 
 DEFAULT_BOOTSTRAP = "127.0.0.1:39092"  # a broker of its own: PERSONA_KAFKA_PORT=39092 scripts/kafka.sh up
 DEFAULT_KAFKA_DIR = common.REPO / ".local" / "kafka-chaos"
@@ -498,8 +499,9 @@ class Run:
         users = sorted(self.inp.truth)
         observed = profiles_of(w.url, users)
         result = compare(self.inp.truth, observed)
-        for u, p in observed.items():  # the applied ids must be this user's own, once each
-            if p and (len(set(p["applied"])) != len(p["applied"]) or not set(p["applied"]) <= self.inp.ids[u]):
+        for u, p in observed.items():  # the applied event keys must be of this user's own events, once each
+            if p and (len(set(p["applied"])) != len(p["applied"])
+                      or not set(p["applied"]) <= {event_key(i) for i in self.inp.ids[u]}):
                 result.setdefault("bad_applied_ids", []).append(u)
         self.say(f"{label}: {result['users']} users, processed {result['processed']}, lost {result['lost']}, "
                  f"double-counted {result['double_counted']}, missing profiles {result['missing_profiles']}")
@@ -516,9 +518,11 @@ class Run:
         for rec, pos in zip(inp.records, self.report["positions"]):
             if isinstance(rec, dict):
                 where.setdefault(rec["event_id"], pos)
-        missing = {u: sorted(inp.ids[u] - set((observed.get(u) or {}).get("applied") or []))
-                   for u in inp.truth}
-        missing = {u: ids for u, ids in missing.items() if ids}
+        missing = {}
+        for u in inp.truth:
+            applied = set((observed.get(u) or {}).get("applied") or [])
+            if ids := sorted(i for i in inp.ids[u] if event_key(i) not in applied):
+                missing[u] = ids
         changelog = asyncio.run(read_all(s.bootstrap, f"{s.app_id}-profiles-changelog"))
         history: dict[str, list] = defaultdict(list)
         for r in changelog:
@@ -531,8 +535,8 @@ class Run:
         for u, ids in missing.items():
             for eid in ids:
                 part, off = where[eid]
-                in_changelog = [o for _, o, applied in history[u] if eid in applied]
-                served = None if earlier is None else eid in ((earlier.get(u) or {}).get("applied") or [])
+                in_changelog = [o for _, o, applied in history[u] if event_key(eid) in applied]
+                served = None if earlier is None else event_key(eid) in ((earlier.get(u) or {}).get("applied") or [])
                 out.append({"user": u, "event_id": eid, "partition": part, "offset": off,
                             "committed_after_each_kill": [k.get(part, k.get(str(part))) for k in kills],
                             "changelog_records_of_user": len(history[u]),

@@ -153,7 +153,7 @@ def process(profile: Profile, event: Event, catalog: Mapping[str, Product], serv
     ``served`` marks an impression logged by a worker rather than sent by the storefront: it is
     remembered for attributing clicks but is not shopper activity (no counts, no session).
     """
-    if event.event_id in profile.applied:
+    if profile.seen(event.event_id):
         return Effects(applied=False)
     if served:
         profile.remember(event.event_id)

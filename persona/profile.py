@@ -1,8 +1,8 @@
 """Per-user state, updated by every event of that user.
 
 A :class:`Profile` is what the ``profiles`` table holds for a user: recent items with their
-event times, the current session, counts per event name, the cart, purchases and the ids of
-recently applied events (so a redelivered event is not counted twice).
+event times, the current session, counts per event name, the cart, purchases and short hashes
+of the ids of recently applied events (so a redelivered event is not counted twice).
 
 >>> from persona.events import parse_event
 >>> p = Profile("u1")
@@ -16,20 +16,37 @@ recently applied events (so a redelivered event is not counted twice).
 
 from __future__ import annotations
 
+import base64
 import bisect
+import hashlib
 from dataclasses import asdict, dataclass, field
+from operator import itemgetter
 from typing import Any
 
 from persona.events import Event
 
-__all__ = ["Profile", "SESSION_GAP_SECONDS"]
+__all__ = ["Profile", "SESSION_GAP_SECONDS", "event_key"]
 
 MAX_RECENT = 50
 MAX_PURCHASED = 200
 MAX_CART = 50
-DEDUP_WINDOW = 256  # event ids remembered per user
+# Events remembered per user. Redeliveries after a crash are the events after the last committed
+# offset (a commit interval plus one write-behind flush), and client retries come within seconds.
+DEDUP_WINDOW = 64
+KEY_CHARS = 11  # length of an event_key
 SESSION_GAP_SECONDS = 30 * 60
 ITEM_EVENTS = {"view_item", "select_item", "add_to_cart"}
+
+
+def event_key(event_id: str) -> str:
+    """How a profile remembers an applied event: the first 8 bytes of the SHA-256 of its id, base64url
+    (11 characters instead of a 32-character uuid; SHA-256 because the storefront computes the same key
+    with the browser's WebCrypto).
+
+    >>> event_key("e1"), event_key("e2")
+    ('i1zE337sfTI', 'rA8JwPi_Xno')
+    """
+    return base64.urlsafe_b64encode(hashlib.sha256(event_id.encode()).digest()[:8])[:KEY_CHARS].decode()
 
 
 @dataclass
@@ -44,33 +61,64 @@ class Profile:
     purchased: list[str] = field(default_factory=list)
     first_seen: float = 0.0
     last_seen: float = 0.0
-    applied: list[str] = field(default_factory=list)  # recent event ids, oldest first
+    applied: list[str] = field(default_factory=list)  # event_key of the recent events, oldest first
     impressions: dict[str, Any] = field(default_factory=dict)  # rec_id -> what was shown, until clicked
+
+    def __post_init__(self) -> None:
+        # Profiles stored before event keys list full event ids: those become keys. (An 11-character
+        # id of such a profile passes for a key, and is then not recognised if delivered again.)
+        if not all(len(k) == KEY_CHARS for k in self.applied):
+            self.applied = [k if len(k) == KEY_CHARS else event_key(k) for k in self.applied][-DEDUP_WINDOW:]
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> "Profile":
+        """The profile of a :meth:`to_dict` value, or of the older form with every field and full event ids;
+        what it leaves out takes its default.
+
+        >>> old = Profile.from_dict({"user_id": "u", "applied": ["e1"], "cart": [], "first_seen": 0.0})
+        >>> old.applied, old.seen("e1"), old == Profile("u", applied=[event_key("e1")])
+        (['i1zE337sfTI'], True, True)
+        """
         return cls(**data)
 
     def to_dict(self) -> dict[str, Any]:
-        """A copy as plain data, equal to ``dataclasses.asdict(self)`` (which is 5x slower: it deep-copies
-        generically, and this runs for every changed profile at every flush).
+        """A copy as plain data, without the fields that are empty (:meth:`from_dict` restores them).
+
+        Copied by hand: ``dataclasses.asdict`` deep-copies generically, 5x slower, and this runs for every
+        changed profile at every flush.
 
         >>> p = Profile("u", recent=[["a", 1.0, "view_item"]], impressions={"r": {"items": [["a", "x", 0]]}})
-        >>> p.to_dict() == asdict(p), p.to_dict()["recent"] is p.recent
+        >>> d = p.to_dict()
+        >>> d
+        {'user_id': 'u', 'recent': [['a', 1.0, 'view_item']], 'impressions': {'r': {'items': [['a', 'x', 0]]}}}
+        >>> asdict(Profile.from_dict(d)) == asdict(p), d["recent"][0] is p.recent[0]
         (True, False)
         """
-        return {"user_id": self.user_id, "recent": [list(r) for r in self.recent], "session": dict(self.session),
-                "counts": dict(self.counts), "cart": list(self.cart), "purchased": list(self.purchased),
-                "first_seen": self.first_seen, "last_seen": self.last_seen, "applied": list(self.applied),
+        full = {"recent": [list(r) for r in self.recent], "session": dict(self.session), "counts": dict(self.counts),
+                "cart": list(self.cart), "purchased": list(self.purchased), "first_seen": self.first_seen,
+                "last_seen": self.last_seen, "applied": list(self.applied),
                 "impressions": {rec_id: {**imp, **{k: [list(x) if isinstance(x, list) else x for x in v]
                                                    for k, v in imp.items() if isinstance(v, list)}}
                                 for rec_id, imp in self.impressions.items()}}
+        out = {"user_id": self.user_id}
+        out.update(filter(itemgetter(1), full.items()))  # the non-empty fields
+        return out
+
+    def seen(self, event_id: str) -> bool:
+        """Whether the event ``event_id`` is among the last :data:`DEDUP_WINDOW` applied."""
+        return event_key(event_id) in self.applied
 
     def remember(self, event_id: str) -> bool:
-        """Note an event id as applied; False if it was already."""
-        if event_id in self.applied:
+        """Note an event as applied; False if it was already.
+
+        >>> p = Profile("u")
+        >>> p.remember("e1"), p.remember("e1"), p.seen("e1"), p.seen("e2"), p.applied
+        (True, False, True, False, ['i1zE337sfTI'])
+        """
+        key = event_key(event_id)
+        if key in self.applied:
             return False
-        self.applied.append(event_id)
+        self.applied.append(key)
         del self.applied[:-DEDUP_WINDOW]
         return True
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 import uuid
+from dataclasses import asdict
 
 import orjson
 from faust.web import Request, Response
@@ -137,8 +138,8 @@ class UserView(ApiView):
         profile = Profile.from_dict(stored)
         src, now = shop.sources(), max(time.time(), profile.last_seen)
         intent = src.intent(profile, now) if src.intent else None
-        return self.json({**stored, "intent": intent, "stage": journey_stage(profile, intent, now, catalog.data)},
-                         headers=served_here())
+        return self.json({**asdict(profile), "intent": intent,  # every field, also those the stored form leaves out
+                          "stage": journey_stage(profile, intent, now, catalog.data)}, headers=served_here())
 
     async def delete(self, request: Request, user_id: str) -> Response:
         """Delete everything about a user (admin): profile, model factors; the deletion is recorded."""

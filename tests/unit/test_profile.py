@@ -12,7 +12,8 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from persona.events import EVENT_NAMES, Event, parse_event
-from persona.profile import DEDUP_WINDOW, MAX_RECENT, SESSION_GAP_SECONDS, Profile
+from persona.pipeline import process
+from persona.profile import DEDUP_WINDOW, MAX_RECENT, SESSION_GAP_SECONDS, Profile, event_key
 
 T0 = 1_800_000_000.0
 MINUTE = 60.0
@@ -64,9 +65,48 @@ def test_dedup_remembers_the_last_dedup_window_event_ids():
 
     p.apply(ev("one-more", at=T0 + DEDUP_WINDOW))
     assert len(p.applied) == DEDUP_WINDOW  # bounded
-    assert "first" not in p.applied
+    assert not p.seen("first")
     assert p.apply(ev("first")) is True  # forgotten: a very late redelivery counts again
     assert p.counts["view_item"] == DEDUP_WINDOW + 2
+
+
+def test_the_window_is_64_events_and_the_65th_oldest_is_forgotten():
+    assert DEDUP_WINDOW == 64
+    p = applied(*(ev(f"e{i}", at=T0 + i) for i in range(65)))
+    assert len(p.applied) == 64
+    assert not p.seen("e0")
+    assert all(p.seen(f"e{i}") for i in range(1, 65))
+    assert [p.apply(ev(f"e{i}", at=T0 + i)) for i in (64, 1, 0)] == [False, False, True]
+
+
+def test_applied_events_are_remembered_by_a_short_hash_of_their_id():
+    ids = ["9f1c0e54d0b44a5e8e1f3a0c2b7d6e41", "9f1c0e54d0b44a5e8e1f3a0c2b7d6e42", "e1"]
+    p = applied(*(ev(i, at=T0 + n) for n, i in enumerate(ids)))
+    assert p.applied == [event_key(i) for i in ids]
+    assert len(set(p.applied)) == 3  # ids differing in their last character get different keys
+    assert all(len(k) == 11 and k.isascii() and k.replace("-", "").replace("_", "").isalnum() for k in p.applied)
+    stored = json.dumps(p.to_dict())
+    assert not any(i in stored for i in ids[:2])
+    assert all(p.seen(i) for i in ids) and not p.seen("e2")
+    assert event_key("e1") == "i1zE337sfTI"  # fixed: web/static/storefront.js computes the same key
+
+
+def test_a_repeated_event_is_dropped_by_the_pipeline_too():
+    p = Profile("u1")
+    e = ev("e1", "add_to_cart", items=("a",))
+    assert process(p, e, catalog={}).applied is True
+    before = p.to_dict()
+    again = process(p, e, catalog={})
+    assert again.applied is False and again.item_signals == [] and again.examples == []
+    assert p.to_dict() == before
+
+
+def test_a_served_list_is_remembered_once():
+    p = Profile("u1")
+    shown = ev("rec-1", "view_item_list", items=("a", "b"))
+    assert process(p, shown, catalog={}, served=True).applied is True
+    assert process(p, shown, catalog={}, served=True).applied is False
+    assert p.seen("rec-1") and p.counts == {}
 
 
 # --- recent items -------------------------------------------------------------------------------
@@ -200,21 +240,120 @@ def test_an_item_listed_twice_in_one_event_is_in_the_cart_once():
 # --- JSON form --------------------------------------------------------------------------------
 
 
+FIELDS = [f.name for f in dataclasses.fields(Profile)]
+
+
+def full_profile() -> Profile:
+    """A profile with every field set."""
+    p = applied(ev("e1", at=T0, items=("a",)), ev("e2", "add_to_cart", at=T0 + 1, items=("b",)),
+                ev("e3", "add_to_cart", at=T0 + 2, items=("c",)), ev("e4", "purchase", at=T0 + 3, items=("b", "d")),
+                ev("e5", at=T0 + 4, session="s2"))
+    p.impressions["r1"] = {"items": [["x", "content", 0], ["y", "cf", 1]], "ts": T0, "variant": "A"}
+    return p
+
+
 def test_to_dict_and_from_dict_round_trip_through_json():
     p = applied(ev("e1", at=T0, items=("a",)), ev("e2", "add_to_cart", at=T0 + 1, items=("b",)),
                 ev("e3", "purchase", at=T0 + 2, items=("b", "c")), ev("e4", at=T0 + 3, session="s2"))
     p.impressions["r1"] = {"items": ["x", "y"], "ts": T0}
     back = Profile.from_dict(json.loads(json.dumps(p.to_dict())))
     assert back == p
-    assert p.to_dict() == dataclasses.asdict(p)
+    assert dataclasses.asdict(back) == dataclasses.asdict(p)
+    assert "cart" not in p.to_dict() and p.cart == []  # bought: the cart is empty, and left out
     p.to_dict()["impressions"]["r1"]["items"].append("z")  # a copy: changing it leaves the profile alone
     assert p.impressions["r1"]["items"] == ["x", "y"]
     assert back.apply(ev("e2", "add_to_cart", at=T0 + 1, items=("b",))) is False  # dedup survives
     assert back.recent_items(T0 + 10, 60) == p.recent_items(T0 + 10, 60)
 
 
-def test_a_new_profile_round_trips_too():
+def test_a_new_profile_is_stored_as_its_user_id_alone_and_round_trips():
+    assert Profile("u9").to_dict() == {"user_id": "u9"}
     assert Profile.from_dict(json.loads(json.dumps(Profile("u9").to_dict()))) == Profile("u9")
+
+
+def test_a_full_profile_keeps_every_field_and_round_trips():
+    p = full_profile()
+    d = p.to_dict()
+    assert list(d) == FIELDS
+    assert d == dataclasses.asdict(p)
+    assert Profile.from_dict(json.loads(json.dumps(d))) == p
+
+
+def test_to_dict_leaves_out_exactly_the_empty_fields():
+    p = Profile("u1", counts={"search": 1}, last_seen=T0)
+    assert p.to_dict() == {"user_id": "u1", "counts": {"search": 1}, "last_seen": T0}
+    assert Profile.from_dict(p.to_dict()) == p
+
+
+def test_to_dict_copies_every_list_and_dict():
+    p = full_profile()
+    d = p.to_dict()
+    d["recent"][0][0] = d["cart"][0] = d["purchased"][0] = d["applied"][0] = "changed"
+    d["session"]["id"] = d["impressions"]["r1"]["items"][0][0] = "changed"
+    d["counts"]["view_item"] = 99
+    assert p == full_profile()
+
+
+def test_the_stored_form_of_an_empty_field_is_read_either_way():
+    stored = {"user_id": "u1", "recent": [], "session": {}, "counts": {"search": 1}, "cart": [], "purchased": [],
+              "first_seen": 0.0, "last_seen": T0, "applied": [], "impressions": {}}
+    assert Profile.from_dict(stored) == Profile.from_dict({"user_id": "u1", "counts": {"search": 1}, "last_seen": T0})
+
+
+# --- profiles stored before event keys --------------------------------------------------------
+
+
+def old_form(p: Profile, ids: list[str]) -> dict:
+    """``p`` as stored before profiles kept event keys: every field, and the full event ids."""
+    return {**dataclasses.asdict(p), "applied": list(ids)}
+
+
+def test_a_stored_profile_with_full_event_ids_still_drops_those_events():
+    ids = [f"{n:032x}" for n in range(3)]
+    p = applied(*(ev(i, at=T0 + n) for n, i in enumerate(ids)))
+    old = Profile.from_dict(json.loads(json.dumps(old_form(p, ids))))
+    assert old.applied == [event_key(i) for i in ids]
+    assert all(old.apply(ev(i, at=T0 + n)) is False for n, i in enumerate(ids))
+    assert old.counts == {"view_item": 3}
+    assert process(old, ev(ids[0]), catalog={}).applied is False
+    assert old.apply(ev("new", at=T0 + 10)) is True
+    assert Profile.from_dict(json.loads(json.dumps(old.to_dict()))).applied == [event_key(i) for i in ids + ["new"]]
+
+
+def test_a_stored_profile_with_256_full_event_ids_keeps_the_last_64():
+    ids = [f"{n:032x}" for n in range(256)]
+    old = Profile.from_dict(old_form(Profile("u1"), ids))
+    assert old.applied == [event_key(i) for i in ids[-64:]]
+    assert old.seen(ids[-64]) and old.seen(ids[-1]) and not old.seen(ids[-65])
+
+
+# --- merge ------------------------------------------------------------------------------------
+
+
+def test_a_merged_profile_drops_the_events_of_both():
+    account = applied(ev("acct-1", at=T0, items=("a",)), user="acct")
+    anon = applied(ev("anon-1", at=T0 - 60, items=("b",), user="anon"), user="anon")
+    account.merge(Profile.from_dict(json.loads(json.dumps({**anon.to_dict(), "user_id": "acct"}))))
+    assert account.applied == [event_key("anon-1"), event_key("acct-1")]
+    assert account.apply(ev("anon-1", at=T0 - 60, items=("b",), user="acct")) is False
+    assert account.apply(ev("acct-1", at=T0, items=("a",), user="acct")) is False
+    assert account.counts == {"view_item": 2}
+
+
+def test_a_merge_message_in_the_old_form_is_understood():
+    anon = applied(ev("anon-1", at=T0 - 60, items=("b",), user="anon"), user="anon")
+    account = Profile("acct")
+    account.merge(Profile.from_dict({**old_form(anon, ["anon-1"]), "user_id": "acct"}))
+    assert account.seen("anon-1") and account.applied == [event_key("anon-1")]
+
+
+def test_a_merge_keeps_the_window_bounded_and_the_events_of_the_account_last():
+    account = applied(*(ev(f"acct-{i}", at=T0 + i) for i in range(40)))
+    anon = applied(*(ev(f"anon-{i}", at=T0 - 100 + i) for i in range(40)))
+    account.merge(anon)
+    assert len(account.applied) == DEDUP_WINDOW
+    assert all(account.seen(f"acct-{i}") for i in range(40))
+    assert [i for i in range(40) if account.seen(f"anon-{i}")] == list(range(16, 40))
 
 
 # --- property: counts are the number of distinct events ---------------------------------------
@@ -254,4 +393,4 @@ def test_counts_are_the_distinct_events_per_name_whatever_the_redeliveries(case)
     assert len(p.cart) == len(set(p.cart)) and len(p.purchased) == len(set(p.purchased))
     assert p.first_seen == min(e.ts for e in events) and p.last_seen == max(e.ts for e in events)
     assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
-    assert p.to_dict() == dataclasses.asdict(p)
+    assert {k: v for k, v in dataclasses.asdict(p).items() if v or k == "user_id"} == p.to_dict()

@@ -1,7 +1,7 @@
 /* Maison Persona: the storefront demo of persona.
  *
  * Everything a shopper does is POSTed to /events as GA4-shaped events; the widgets ask the worker
- * again as soon as the worker has applied the event (its id shows up in GET /users/{visitor}), so
+ * again as soon as the worker has applied the event (its key shows up in GET /users/{visitor}), so
  * the page shows how fast the recommendations react. Routes live in the hash:
  *   #/?q=&category=&page=   the catalog        #/item/<id>   a product
  */
@@ -208,15 +208,30 @@
     return queue;
   }
 
+  /** How a profile lists an applied event (persona.profile.event_key): the first 8 bytes of the
+   * SHA-256 of its id, base64url; null where the page has no WebCrypto (served neither from localhost
+   * nor over https): the widgets then refresh after the wait. */
+  async function eventKey(eventId) {
+    if (!crypto.subtle) return null;
+    const digest = await crypto.subtle.digest('SHA-256', new TextEncoder().encode(eventId));
+    const b64 = btoa(String.fromCharCode(...new Uint8Array(digest, 0, 8)));
+    return b64.replace(/\+/g, '-').replace(/\//g, '_').replace(/=+$/, '');
+  }
+
   /** Milliseconds until the worker lists the event as applied in the profile, or 0 after a timeout. */
   async function waitApplied(eventId, t0, limit) {
     const url = `/users/${encodeURIComponent(visitor)}`;
+    const key = await eventKey(eventId);
+    if (key === null) {
+      await sleep(Math.max(0, limit - (now() - t0)));
+      return 0;
+    }
     while (now() - t0 < limit) {
       try {
         const res = await fetch(url, { cache: 'no-store' });
         if (res.ok) {
           const profile = await res.json();
-          if ((profile.applied || []).includes(eventId)) return now() - t0;
+          if ((profile.applied || []).includes(key)) return now() - t0;
         }
       } catch { /* keep trying */ }
       await sleep(now() - t0 < 1000 ? 40 : 150);
