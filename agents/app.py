@@ -39,6 +39,10 @@ app = DurableApp(  # commits wait for the changelogs; see durability.py
     key_serializer="raw",
     value_serializer="raw",
     table_standby_replicas=settings.standby_replicas,
+    # with the address in it: Faust refuses a remembered assignment made for another address
+    consumer_group_instance_id=f"{settings.instance_id}@{settings.web_host}:{settings.web_port}"
+    if settings.instance_id else None,
+    TableManager="persona.agents.restore:BulkRestoringTables",  # far-behind tables copied in bulk first
     # The changelog and forwarded records share the event loop with the agents: let the
     # producer batch them instead of sending one request per record.
     producer_linger=0.01,

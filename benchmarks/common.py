@@ -144,9 +144,9 @@ class Proc:
 class Worker(Proc):
     """One ``persona worker`` of a deployment, HTTP on a free loopback port."""
 
-    def __init__(self, dep: Deployment, name: str = "w1", traced: bool = False):
+    def __init__(self, dep: Deployment, name: str = "w1", traced: bool = False, port: int | None = None):
         (dep.dir / "data").mkdir(exist_ok=True)
-        self.port = free_port()
+        self.port = port or free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         cmd = [sys.executable, str(Path(__file__).with_name("traced_worker.py"))] if traced else [PERSONA, "worker"]
         super().__init__([*cmd, "--web-port", str(self.port), "--datadir", str(dep.dir / "data" / name)],

@@ -35,6 +35,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import bisect
+import dataclasses
 import json
 import random
 import re
@@ -111,8 +112,10 @@ def many_profiles(users: int, distinct: int, seed: int = 0):
     for u in range(len(pool), users):
         base, user = pool[u % len(pool)], f"u-{u}"
         session = dict(base["session"], id=base["session"]["id"].replace(base["user_id"], user, 1))
-        yield user, {**base, "user_id": user, "session": session,
-                     "applied": [uuid.UUID(int=rng.getrandbits(128)).hex for _ in base["applied"]]}
+        copy = Profile.from_dict({**base, "user_id": user, "session": session, "applied": []})
+        for _ in base.get("applied", ()):
+            copy.remember(uuid.UUID(int=rng.getrandbits(128)).hex)
+        yield user, copy.to_dict()
 
 
 def changelog_record(user: str, profile: dict, partitions: int) -> tuple[bytes, bytes, int]:
@@ -221,7 +224,8 @@ MARKS = {"start": r"\[\^Worker\]: Starting", "joined": r"Joined group", "restore
          "restored": r"Done reading from changelog topics", "faust ready": r"\[\^---Recovery\]: Worker ready"}
 
 
-def start_until_ready(dep: common.Deployment, timeout: float, profile_seconds: float = 0) -> tuple[common.Worker, dict]:
+def start_until_ready(dep: common.Deployment, timeout: float, profile_seconds: float = 0,
+                      port: int | None = None) -> tuple[common.Worker, dict]:
     """A worker on ``dep``'s folder ``w1``: seconds from launch to ready (absent if not ready within
     ``timeout``), CPU used, when (seconds after launch) its log shows the start of Faust, the group
     join, the restore and its end, the worker's CPU seconds during the restore and the machine's load.
@@ -229,7 +233,7 @@ def start_until_ready(dep: common.Deployment, timeout: float, profile_seconds: f
     log = dep.dir / "w1.log"
     offset = log.stat().st_size if log.exists() else 0
     launched, launched_wall = time.perf_counter(), time.time()
-    worker = common.Worker(dep)
+    worker = common.Worker(dep, port=port)  # a restart comes back at the same address
     load = common.MachineLoad().start()
     out: dict = {"spy": None}
 
@@ -299,7 +303,8 @@ def spot_check(worker: common.Worker, expected: dict[str, dict]) -> tuple[int, l
         except OSError as err:
             bad.append(f"{user}: {err}")
             continue
-        diff = [k for k in COMPARED if orjson.loads(orjson.dumps(got.get(k))) != orjson.loads(orjson.dumps(profile[k]))]
+        want = dataclasses.asdict(Profile.from_dict(profile))  # the dict form leaves empty fields out
+        diff = [k for k in COMPARED if orjson.loads(orjson.dumps(got.get(k))) != orjson.loads(orjson.dumps(want[k]))]
         if diff:
             bad.append(f"{user}: {', '.join(diff)} differ")
         else:
@@ -319,10 +324,13 @@ def main() -> None:
     ap.add_argument("--timeout", type=float, default=900, help="seconds allowed to each recovery")
     ap.add_argument("--profile", type=float, default=0, metavar="SECONDS", help="py-spy the first recovery")
     ap.add_argument("--keep", action="store_true", help="keep the topics and worker data")
+    ap.add_argument("--instance-id", default="", help="PERSONA_INSTANCE_ID of the worker (static group membership)")
     args = ap.parse_args()
     n = args.users
     common.check_broker(args.bootstrap)
     dep = common.Deployment(args.bootstrap, args.partitions, tag=f"state-{uuid.uuid4().hex[:8]}")
+    if args.instance_id:
+        dep["PERSONA_INSTANCE_ID"] = args.instance_id
     s = dep.settings
     changelog = f"{s.app_id}-profiles-changelog"
     print(f"machine: {common.machine()}; deployment {s.app_id}; folder {dep.dir}")
@@ -379,7 +387,7 @@ def main() -> None:
             worker.proc.send_signal(signal.SIGKILL)
             worker.proc.wait()
             print("\n(2) kill -9, restart on the same folder (no clean-stop mark: full restore)")
-            worker, again = start_until_ready(dep, args.timeout)
+            worker, again = start_until_ready(dep, args.timeout, port=worker.port)
             workers.append(worker)
             print(f"    {describe(again, n)}")
             if "ready" in again:
@@ -387,7 +395,7 @@ def main() -> None:
                 print(f"    {good2} of {len(written['expected'])} spot checks pass")
                 worker.stop(timeout=120)
                 print("\n(3) clean stop (SIGTERM), restart on the same folder (local tables kept)")
-                worker, clean = start_until_ready(dep, args.timeout)
+                worker, clean = start_until_ready(dep, args.timeout, port=worker.port)
                 workers.append(worker)
                 print(f"    {describe(clean, n)}; RSS {memory(worker.pid)['VmRSS'] / 2**20:.0f} MiB")
         worker.stop(timeout=120)

@@ -24,6 +24,12 @@ class Settings:
     # Replicas that must have a write before it is acknowledged (acks=all), per topic; 0: the
     # broker's min.insync.replicas. 2 with replication 3: one broker may be lost, no acked write.
     min_insync_replicas: int = 0
+    # Static group membership (Kafka's group.instance.id), unique per worker and kept across its
+    # restarts (e.g. the pod name of a StatefulSet): a worker restarted after a crash takes its
+    # partitions back at once instead of waiting out the session timeout of its former self, if it
+    # comes back at the same web address. A worker stopped for good keeps its partitions until that
+    # timeout (static members do not leave the group). Empty: dynamic membership.
+    instance_id: str = ""
     web_host: str = "127.0.0.1"
     web_port: int = 6066
     datadir: str = ".local/worker"
@@ -47,6 +53,9 @@ class Settings:
     # flush; the events behind them are acknowledged only after that (see persona.tables.cache).
     flush_every: float = 0.5  # seconds between flushes
     flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
+    # A newly assigned table partition this many changelog records behind is copied in bulk before
+    # Faust's per-record recovery replays the rest (persona.agents.restore).
+    bulk_restore_min_lag: int = 1_000
     log_level: str = "info"
     admin_token: str = ""  # required by admin endpoints (DELETE /users, PUT /rules); unset: they answer 403
     cors_origins: str = ""  # comma-separated storefront origins allowed to call the API from a browser

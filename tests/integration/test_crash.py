@@ -4,7 +4,8 @@ A worker killed with SIGKILL mid-stream leaves events processed but not committe
 processes them again, and the profile's remembered event ids (``Profile.applied``) keep each one
 counted once. A worker on an EMPTY data folder rebuilds every profile from the changelog alone: the
 commits wait for the changelog, and a worker restarted after a crash restores its tables from the
-changelog instead of trusting its RocksDB folder (``persona.agents.durability``).
+changelog instead of trusting its RocksDB folder (``persona.agents.durability``), with Faust's
+per-record replay or, far behind, a bulk copy first (``persona.agents.restore``).
 
 The workers get a 10 s Kafka session timeout (Faust reads ``BROKER_SESSION_TIMEOUT``) so that the
 group evicts the killed member in 10 s rather than the default 60 s: the tests stay short; what
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import re
 import signal
 import time
 from collections import Counter, defaultdict
@@ -196,12 +198,16 @@ def test_empty_data_folder_recovers_served_profiles_after_sigterm_and_kill(crash
     lost, double, wrong = discrepancies(truth, served_by_b2)
     assert (lost, double) == (0, 0), f"restart on the same folder: lost {lost}, double {double}: {wrong[:10]}"
 
-    c = Worker(crash_env, tmp_path / "c").start(timeout=START)
+    # b restored its small changelogs with Faust's own replay; c copies them in bulk first (agents/restore.py).
+    assert "bulk restore:" not in b.log.read_text()
+    c = Worker(Env({**crash_env, "PERSONA_BULK_RESTORE_MIN_LAG": "1"}), tmp_path / "c").start(timeout=START)
     try:
         wait_for(lambda: c.get("/health/ready")[0] == 200, timeout=30)
         recovered = profiles(c, users)
     finally:
         c.stop()
+    copied = re.search(r"bulk restore: (\d+) changelog records", c.log.read_text())
+    assert copied and int(copied[1]) >= len(users), "worker c did not restore its tables in bulk"
     differ = [u for u in users if recovered[u] != served_by_b2[u]]
     lost, double, wrong = discrepancies(truth, recovered)
     assert not differ, (f"{len(differ)} of {len(users)} profiles differ after recovery from the changelog alone "

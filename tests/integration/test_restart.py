@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import signal
+import time
 
-from .conftest import Worker, event, models_settled, produce_events, wait_for
+from .conftest import Env, Worker, event, models_settled, produce_events, wait_for
 
 
 def test_profile_survives_restart(deployment, tmp_path):
@@ -31,3 +32,25 @@ def test_profile_survives_restart(deployment, tmp_path):
         assert [i["item_id"] for i in recs_after["items"]] == [i["item_id"] for i in recs_before["items"]]
     finally:
         second.stop()
+
+
+def test_static_member_killed_and_restarted_takes_its_partitions_back_at_once(deployment, tmp_path):
+    """With ``PERSONA_INSTANCE_ID`` a worker killed with -9 and restarted at the same address rejoins
+    its group as the same member: it consumes again long before the group would have dropped its
+    former self (the 60 s session timeout; a dynamic member waits for it)."""
+    env = Env({**deployment, "PERSONA_INSTANCE_ID": "shop-1", "BROKER_SESSION_TIMEOUT": "60"})
+    users = [f"static-{i}" for i in range(20)]
+    first = Worker(env, tmp_path / "w").start()
+    produce_events(env, [event(u, items=("12855",)) for u in users])
+    wait_for(lambda: all(first.get(f"/users/{u}")[0] == 200 for u in users), timeout=30)
+    first.stop(signal.SIGKILL)
+
+    restarted = time.monotonic()
+    again = Worker(env, tmp_path / "w", port=first.port).start()
+    try:
+        produce_events(env, [event(u, "add_to_cart", items=("79931",)) for u in users])
+        wait_for(lambda: all(again.get(f"/users/{u}")[1].get("cart") == ["79931"] for u in users), timeout=40)
+        assert time.monotonic() - restarted < 45, "the restarted member waited for the session timeout"
+        assert "Joined group" in again.log.read_text()
+    finally:
+        again.stop()
