@@ -15,6 +15,7 @@ events are acknowledged after the flush, so a crash replays them rather than los
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import time
 from collections import Counter, defaultdict
@@ -43,6 +44,7 @@ counters: Counter[str] = Counter()  # this worker's own figures, for /health and
 positions: dict[tuple[str, int], int] = {}  # last offset processed per partition, for the lag
 
 
+@functools.lru_cache(maxsize=1 << 16)  # murmur2 is pure Python, and shoppers send many events
 def owner_partition(key: str, partitions: int = settings.partitions) -> int:
     """The partition Kafka's default partitioner gives a record keyed by ``key``.
 

@@ -8,6 +8,7 @@ own folder under ``.local/bench/<tag>`` for worker data and logs.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import json
 import os
 import random
@@ -21,7 +22,7 @@ import urllib.request
 import uuid
 from collections import Counter, defaultdict
 from pathlib import Path
-from typing import Iterable
+from typing import Iterable, Iterator
 
 import orjson
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
@@ -190,35 +191,45 @@ def make_events(n: int, users: int, items: list[str], *, end: float | None = Non
     """
     rng = random.Random(seed)
     end = time.time() if end is None else end
+    pick = popularity_skew(items)
+    per_user = Counter(rng.randrange(users) for _ in range(n))
+    out = [e for u, count in per_user.items() for e in shopper_events(rng, f"{prefix}-{u}", count, pick, end, span)]
+    out.sort(key=lambda e: e["timestamp"])
+    return out
+
+
+def popularity_skew(items: list[str]):
+    """A function drawing an item with ``rng``, the item of rank r weighing 1 / (r + 10)."""
     cum, total = [], 0.0
     for rank in range(len(items)):
         total += 1.0 / (rank + 10)
         cum.append(total)
-    per_user = Counter(rng.randrange(users) for _ in range(n))
-    out = []
-    for u, count in per_user.items():
-        user, t, session, viewed, cart = f"{prefix}-{u}", end - span * rng.random(), 0, [], []
-        for k in range(count):
-            if k == 0 or rng.random() < 0.08:
-                session, viewed, cart = session + 1, [], []
-            r = rng.random()
-            if cart and r < 0.03:
-                name, item = "purchase", rng.choice(cart)
-            elif viewed and r < 0.13:
-                name, item = "add_to_cart", rng.choice(viewed)
-                cart.append(item)
-            else:
-                name, item = "view_item", rng.choices(items, cum_weights=cum)[0]
-                viewed.append(item)
-            t += rng.uniform(5, 90)
-            e = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "event_name": name, "user_id": user,
-                 "session_id": f"s-{user}-{session}", "timestamp": int(min(t, end) * 1000),
-                 "items": [{"item_id": item, "price": round(rng.uniform(20, 150), 2), "quantity": 1}]}
-            if name == "purchase":
-                e["transaction_id"] = f"T-{rng.getrandbits(32):08x}"
-            out.append(e)
-    out.sort(key=lambda e: e["timestamp"])
-    return out
+    return lambda rng: items[min(bisect.bisect_left(cum, rng.random() * total), len(items) - 1)]
+
+
+def shopper_events(rng: random.Random, user: str, count: int, pick, end: float, span: float) -> Iterator[dict]:
+    """``count`` events of one shopper, starting within ``span`` s before ``end``: sessions of views
+    (items drawn by ``pick``) with a few add_to_cart and purchases of viewed items, 5 to 90 s apart."""
+    t, session, viewed, cart = end - span * rng.random(), 0, [], []
+    for k in range(count):
+        if k == 0 or rng.random() < 0.08:
+            session, viewed, cart = session + 1, [], []
+        r = rng.random()
+        if cart and r < 0.03:
+            name, item = "purchase", rng.choice(cart)
+        elif viewed and r < 0.13:
+            name, item = "add_to_cart", rng.choice(viewed)
+            cart.append(item)
+        else:
+            name, item = "view_item", pick(rng)
+            viewed.append(item)
+        t += rng.uniform(5, 90)
+        e = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "event_name": name, "user_id": user,
+             "session_id": f"s-{user}-{session}", "timestamp": int(min(t, end) * 1000),
+             "items": [{"item_id": item, "price": round(rng.uniform(20, 150), 2), "quantity": 1}]}
+        if name == "purchase":
+            e["transaction_id"] = f"T-{rng.getrandbits(32):08x}"
+        yield e
 
 
 def records(events: Iterable[dict]) -> list[tuple[bytes, bytes]]:

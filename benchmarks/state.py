@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import bisect
 import dataclasses
 import json
 import random
@@ -67,33 +66,11 @@ def synthetic_profiles(users: int, seed: int = 0, end: float | None = None, span
     """(user id, profile dict, events) for ``users`` shoppers, folded with persona's pipeline."""
     rng = random.Random(seed)
     products = {p.item_id: p for p in read_catalog(default_catalog_path())}
-    items = common.catalog_ids()
-    cum, total = [], 0.0
-    for rank in range(len(items)):
-        total += 1.0 / (rank + 10)
-        cum.append(total)
+    pick = common.popularity_skew(common.catalog_ids())
     end = time.time() if end is None else end
     for u in range(users):
-        user = f"u-{u}"
-        profile, t, session, viewed, cart = Profile(user), end - span * rng.random(), 0, [], []
-        for k in range(rng.randint(5, 15)):
-            if k == 0 or rng.random() < 0.08:
-                session, viewed, cart = session + 1, [], []
-            r = rng.random()
-            if cart and r < 0.03:
-                name, item = "purchase", rng.choice(cart)
-            elif viewed and r < 0.13:
-                name, item = "add_to_cart", rng.choice(viewed)
-                cart.append(item)
-            else:
-                name, item = "view_item", items[bisect.bisect_left(cum, rng.random() * total)]
-                viewed.append(item)
-            t += rng.uniform(5, 90)
-            e = {"event_id": uuid.UUID(int=rng.getrandbits(128)).hex, "event_name": name, "user_id": user,
-                 "session_id": f"s-{user}-{session}", "timestamp": int(min(t, end) * 1000),
-                 "items": [{"item_id": item, "price": round(rng.uniform(20, 150), 2), "quantity": 1}]}
-            if name == "purchase":
-                e["transaction_id"] = f"T-{rng.getrandbits(32):08x}"
+        user, profile = f"u-{u}", Profile(f"u-{u}")
+        for e in common.shopper_events(rng, user, rng.randint(5, 15), pick, end, span):
             process(profile, Event.model_validate(e), products)
         yield user, profile.to_dict()
 
