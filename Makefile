@@ -61,6 +61,7 @@ bench: venv
 	$(BIN)/python benchmarks/freshness.py --bootstrap 127.0.0.1:19092
 	$(BIN)/python benchmarks/serving.py --bootstrap 127.0.0.1:19092
 	$(BIN)/python benchmarks/chaos.py --events 50000 --bootstrap 127.0.0.1:19092 --scenario kill
+	$(BIN)/python benchmarks/state.py --users 100000 --bootstrap 127.0.0.1:19092 --instance-id w1
 	$(MAKE) evaluate
 	$(BENCH_KAFKA) scripts/kafka.sh down
 
