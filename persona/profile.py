@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import bisect
+import functools
 import hashlib
 from dataclasses import asdict, dataclass, field
 from operator import itemgetter
@@ -38,6 +39,7 @@ SESSION_GAP_SECONDS = 30 * 60
 ITEM_EVENTS = {"view_item", "select_item", "add_to_cart"}
 
 
+@functools.lru_cache(maxsize=4096)  # each event asks twice: seen() before the pipeline, remember() in apply()
 def event_key(event_id: str) -> str:
     """How a profile remembers an applied event: the first 8 bytes of the SHA-256 of its id, base64url
     (11 characters instead of a 32-character uuid; SHA-256 because the storefront computes the same key
