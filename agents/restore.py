@@ -26,20 +26,21 @@ from rocksdict import WriteBatch
 
 from persona.agents.app import settings
 
-__all__ = ["BulkRestoringTables", "copy_changelog"]
+__all__ = ["BulkRestoringTables", "copy_changelog", "OFFSET_KEY"]
 
 logger = logging.getLogger(__name__)
 
+OFFSET_KEY = RocksDBStore.offset_key  # where Faust's store keeps the last changelog offset it holds
 STALL_SECONDS = 30.0  # no record for this long: leave the rest to Faust's recovery
 
 
 async def copy_changelog(consumer: AIOKafkaConsumer, targets: Mapping[TopicPartition, tuple[Any, int]],
-                         end: Mapping[TopicPartition, int], offset_key: bytes | None = None) -> int:
+                         end: Mapping[TopicPartition, int], offset_key: bytes = OFFSET_KEY) -> int:
     """Copy changelog records into RocksDB databases, raw, one write batch per fetched partition.
 
     ``targets`` maps each partition to ``(database, first offset)``; records up to ``end`` (the
-    partition's end offset when the copy began) are copied. With ``offset_key``, each batch also
-    stores the offset of its last record there, as Faust's store does. Returns the records copied.
+    partition's end offset when the copy began) are copied. Each batch also stores the offset of its
+    last record under ``offset_key``, as Faust's store does. Returns the records copied.
 
     >>> copy_changelog.__doc__.startswith("Copy")
     True
@@ -63,8 +64,7 @@ async def copy_changelog(consumer: AIOKafkaConsumer, targets: Mapping[TopicParti
                 copied += 1
             if last is None:
                 continue
-            if offset_key is not None:
-                batch.put(offset_key, str(last).encode())
+            batch.put(offset_key, str(last).encode())
             targets[tp][0].write(batch)
             last_progress = time.monotonic()
         for tp in list(remaining):
@@ -113,7 +113,7 @@ class BulkRestoringTables(TableManager):
             if not targets:
                 return
             started, cpu = time.monotonic(), time.process_time()
-            copied = await copy_changelog(consumer, targets, end, RocksDBStore.offset_key)
+            copied = await copy_changelog(consumer, targets, end)
             seconds = time.monotonic() - started
             logger.info("bulk restore: %d changelog records of %d partitions in %.1f s (%.1f CPU s, %.0f records/s)",
                         copied, len(targets), seconds, time.process_time() - cpu, copied / max(seconds, 1e-9))
