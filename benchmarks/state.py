@@ -49,7 +49,6 @@ from pathlib import Path
 
 import orjson
 from aiokafka import AIOKafkaProducer
-from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import common
 from persona.agents.ingest import owner_partition
@@ -104,16 +103,6 @@ def changelog_record(user: str, profile: dict, partitions: int) -> tuple[bytes, 
     """
     return (orjson.dumps(user), orjson.dumps(profile, option=orjson.OPT_NON_STR_KEYS | orjson.OPT_UTC_Z),
             owner_partition(user, partitions))
-
-
-async def create_changelog(bootstrap: str, topic: str, partitions: int) -> None:
-    """The changelog topic as Faust creates it (compacted); Faust finds it there when it starts."""
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap)
-    await admin.start()
-    try:
-        await admin.create_topics([NewTopic(topic, partitions, 1, topic_configs={"cleanup.policy": "compact"})])
-    finally:
-        await admin.close()
 
 
 async def write_profiles(bootstrap: str, topic: str, users: int, distinct: int, partitions: int,
@@ -310,7 +299,6 @@ def main() -> None:
     try:
         dep.persona("topics")
         dep.persona("load-catalog")
-        asyncio.run(create_changelog(s.bootstrap, changelog, args.partitions))
         sample = set(random.Random(1).sample([f"u-{u}" for u in range(n)], min(SPOT_CHECKS, n)))
         started, cpu = time.perf_counter(), time.process_time()
         written = asyncio.run(write_profiles(s.bootstrap, changelog, n, args.distinct, args.partitions, sample))
