@@ -24,47 +24,25 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import random
 import signal
 import sys
-import threading
 import time
-import urllib.error
-import urllib.request
 import uuid
 from collections import Counter
-from dataclasses import dataclass, field
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))  # the GET load of tests/integration
 
 import common  # noqa: E402
+from tests.integration.http_load import Load, get  # noqa: E402
 
 from persona.agents.ingest import owner_partition  # noqa: E402
 
 FAST_FAILOVER = {"BROKER_SESSION_TIMEOUT": "10", "BROKER_HEARTBEAT_INTERVAL": "1"}
-REQUEST_TIMEOUT = 15.0
 SETTLE_WITHIN = 180.0
 START_WITHIN = 300.0  # seconds for a worker to start (the machine is shared)
-
-
-def create_changelogs(dep: common.Deployment, partitions: int) -> None:
-    """Create the tables' changelog topics up front: on a loaded machine Faust's own creation of
-    them at start-up has raced the broker's auto-creation and left one with no partitions."""
-    from aiokafka.admin import AIOKafkaAdminClient, NewTopic
-
-    async def create() -> None:
-        admin = AIOKafkaAdminClient(bootstrap_servers=dep.settings.bootstrap)
-        await admin.start()
-        try:
-            await admin.create_topics([NewTopic(f"{dep.settings.app_id}-{table}-changelog", partitions, 1,
-                                                topic_configs={"cleanup.policy": "compact"})
-                                       for table in ("profiles", "item_stats", "strategy_stats", "neighbours")])
-        finally:
-            await admin.close()
-
-    asyncio.run(create())
 
 
 def user_events(users: list[str], items: list[str], seed: int) -> tuple[list[dict], dict[str, tuple[int, str]]]:
@@ -82,16 +60,6 @@ def user_events(users: list[str], items: list[str], seed: int) -> tuple[list[dic
     return events, truth
 
 
-def get(url: str, timeout: float = REQUEST_TIMEOUT) -> tuple[int, dict, dict]:
-    try:
-        with urllib.request.urlopen(url, timeout=timeout) as resp:
-            return resp.status, json.loads(resp.read()), dict(resp.headers)
-    except urllib.error.HTTPError as err:
-        return err.code, json.loads(err.read() or b"{}"), dict(err.headers)
-    except (OSError, ValueError) as err:
-        return 0, {"error": repr(err)}, {}
-
-
 def wrong(path: str, user: str, status: int, body: dict, truth: dict) -> str | None:
     if status != 200:
         return f"status {status}"
@@ -102,69 +70,6 @@ def wrong(path: str, user: str, status: int, body: dict, truth: dict) -> str | N
         got = body.get("counts", {}).get("view_item"), (body.get("recent") or [[None]])[-1][0]
         return None if got == (views, last) else "stale or empty profile"
     return "fallback list for a known shopper" if body.get("fallback") else None
-
-
-@dataclass
-class Probe:
-    at: float
-    error: str | None
-    seconds: float
-    read_from: str | None
-
-
-@dataclass
-class Load:
-    truth: dict
-    threads: int = 4
-    live: list = field(default_factory=list)
-    probes: list = field(default_factory=list)
-
-    def __post_init__(self):
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._inflight: Counter = Counter()
-        self._threads = [threading.Thread(target=self._run, args=(s,), daemon=True) for s in range(self.threads)]
-        self._users = sorted(self.truth)
-
-    def _run(self, seed: int) -> None:
-        rng = random.Random(seed)
-        while not self._stop.is_set():
-            with self._lock:
-                w = rng.choice(self.live) if self.live else None
-                if w is not None:
-                    self._inflight[w.url] += 1
-            if w is None:
-                time.sleep(0.05)
-                continue
-            user, path = rng.choice(self._users), "users" if rng.random() < 0.8 else "recommendations"
-            started = time.monotonic()
-            try:
-                status, body, headers = get(f"{w.url}/{path}/{user}")
-            finally:
-                with self._lock:
-                    self._inflight[w.url] -= 1
-            self.probes.append(Probe(started, wrong(path, user, status, body, self.truth), time.monotonic() - started,
-                                     headers.get("X-Persona-Read-From")))
-
-    def start(self) -> "Load":
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._threads:
-            t.join(REQUEST_TIMEOUT + 5)
-
-    def add(self, w) -> None:
-        with self._lock:
-            self.live.append(w)
-
-    def drain(self, w) -> None:
-        with self._lock:
-            self.live.remove(w)
-        deadline = time.monotonic() + REQUEST_TIMEOUT + 5
-        while self._inflight[w.url] and time.monotonic() < deadline:
-            time.sleep(0.02)
 
 
 def settled(workers: list, probes: list[str], partitions: int, timeout: float = SETTLE_WITHIN) -> float:
@@ -206,7 +111,6 @@ def rebalance_run(args) -> list[list]:
     dep = common.Deployment(args.bootstrap, partitions=args.partitions)
     dep.update(FAST_FAILOVER, PERSONA_STANDBY_REPLICAS="1")
     dep.persona("topics")
-    create_changelogs(dep, args.partitions)
     dep.persona("load-catalog")
     users = [f"rb-{i}" for i in range(args.users)]
     probes = [next(u for u in users if owner_partition(u, args.partitions) == p) for p in range(args.partitions)]
@@ -217,7 +121,8 @@ def rebalance_run(args) -> list[list]:
         truth = build_state(dep, users, seed=1)
         took = wait_state(w1, truth, args.partitions)
         print(f"state: {len(users)} users ingested by one worker in {took:.0f} s", file=sys.stderr)
-        load = Load(truth).start()
+        load = Load(list(truth), lambda path, user, status, body: wrong(path, user, status, body, truth),
+                    threads=4).start()
         load.add(w1)
         time.sleep(args.quiet)
 
@@ -282,7 +187,6 @@ def failover_run(args, standbys: int) -> list:
     dep = common.Deployment(args.bootstrap, partitions=args.partitions)
     dep.update(FAST_FAILOVER, PERSONA_STANDBY_REPLICAS=str(standbys))
     dep.persona("topics")
-    create_changelogs(dep, args.partitions)
     dep.persona("load-catalog")
     users = [f"fo-{i}" for i in range(args.users)]
     a, b = common.Worker(dep, "a"), None

@@ -19,15 +19,10 @@ rather than 60 s; the answers in between come from standby copies (``table_stand
 
 from __future__ import annotations
 
-import json
 import random
 import signal
-import threading
 import time
-import urllib.error
-import urllib.request
 from collections import Counter
-from dataclasses import dataclass, field
 
 import pytest
 
@@ -35,6 +30,7 @@ from persona.agents.ingest import owner_partition
 from persona.catalog import default_catalog_path, read_catalog
 
 from .conftest import Env, Worker, event, produce_events, wait_for
+from .http_load import Load
 
 pytestmark = pytest.mark.kafka
 
@@ -46,7 +42,6 @@ START_WITHIN = 240.0  # seconds for a worker to start (generous: the test machin
 READY_WITHIN = 90.0  # seconds for every worker to be ready after a change (recovery hang check)
 MAX_ERROR_RATE = 0.001
 CLEAN_EXIT_WITHIN = 30.0  # seconds for a SIGTERM'd worker to leave the group and exit
-REQUEST_TIMEOUT = 15.0  # > the routing's own wait for a current copy (persona.web.routing.ROUTE_WAIT)
 
 
 def user_events(users: list[str], seed: int = 7) -> tuple[list[dict], dict[str, tuple[int, str]]]:
@@ -73,79 +68,6 @@ def wrong(path: str, user: str, status: int, body: dict, truth: dict[str, tuple[
         got = body.get("counts", {}).get("view_item"), (body.get("recent") or [[None]])[-1][0]
         return None if got == (views, last) else f"profile {got}, truth {(views, last)}"
     return None  # whether the list is personal also depends on the content index warming up
-
-
-@dataclass
-class Probe:
-    at: float
-    worker: str
-    path: str
-    error: str | None
-    seconds: float
-    served_by: str | None
-    read_from: str | None
-
-
-@dataclass
-class Load:
-    """Threads sending GET /users and /recommendations for random users to random live workers."""
-
-    truth: dict[str, tuple[int, str]]
-    threads: int = 3
-    live: list[Worker] = field(default_factory=list)
-    probes: list[Probe] = field(default_factory=list)
-
-    def __post_init__(self):
-        self._lock, self._stop = threading.Lock(), threading.Event()
-        self._inflight: Counter[str] = Counter()
-        self._workers = [threading.Thread(target=self._run, args=(seed,), daemon=True) for seed in range(self.threads)]
-
-    def _run(self, seed: int) -> None:
-        rng, users = random.Random(seed), sorted(self.truth)
-        while not self._stop.is_set():
-            with self._lock:
-                w = rng.choice(self.live) if self.live else None
-                if w is not None:
-                    self._inflight[w.url] += 1
-            if w is None:
-                time.sleep(0.05)
-                continue
-            user = rng.choice(users)
-            path = "users" if rng.random() < 0.8 else "recommendations"
-            started = time.monotonic()
-            try:
-                with urllib.request.urlopen(f"{w.url}/{path}/{user}", timeout=REQUEST_TIMEOUT) as resp:
-                    status, body, headers = resp.status, json.loads(resp.read()), resp.headers
-            except urllib.error.HTTPError as err:
-                status, body, headers = err.code, json.loads(err.read() or b"{}"), err.headers
-            except (OSError, ValueError) as err:
-                status, body, headers = 0, {"error": repr(err)}, {}
-            finally:
-                with self._lock:
-                    self._inflight[w.url] -= 1
-            self.probes.append(Probe(started, w.url, path, wrong(path, user, status, body, self.truth),
-                                     time.monotonic() - started, headers.get("X-Persona-Served-By"),
-                                     headers.get("X-Persona-Read-From")))
-
-    def start(self) -> "Load":
-        for t in self._workers:
-            t.start()
-        return self
-
-    def stop(self) -> None:
-        self._stop.set()
-        for t in self._workers:
-            t.join(REQUEST_TIMEOUT + 5)
-
-    def add(self, w: Worker) -> None:
-        with self._lock:
-            self.live.append(w)
-
-    def drain(self, w: Worker) -> None:
-        """Send nothing more to ``w`` and wait for what it is answering."""
-        with self._lock:
-            self.live.remove(w)
-        wait_for(lambda: self._inflight[w.url] == 0, timeout=REQUEST_TIMEOUT + 5)
 
 
 def ready_and_agreeing(workers: list[Worker], probes: list[str]) -> dict[int, str]:
@@ -183,7 +105,7 @@ def test_answers_stay_right_while_partitions_move(tmp_path):
 
     w1 = Worker(env, tmp_path / "w1").start(timeout=START_WITHIN)
     workers = [w1]
-    load = Load(truth)
+    load = Load(users, lambda path, user, status, body: wrong(path, user, status, body, truth))
     try:
         produce_events(env, events)
         wait_for(lambda: all(wrong("users", u, *w1.get(f"/users/{u}"), truth) is None for u in users),
