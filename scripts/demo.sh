@@ -33,8 +33,14 @@ replay() {
 }
 
 stop() {
+  # Wait for each to exit: the worker's clean stop flushes its tables and commits, which needs the
+  # broker that `make stop` stops next.
   for p in replay worker; do
-    if alive "$p"; then kill "$(cat "$run/$p.pid")"; echo "stopped $p"; fi
+    if alive "$p"; then
+      kill "$(cat "$run/$p.pid")"
+      for _ in $(seq 600); do alive "$p" || break; sleep 0.1; done
+      if alive "$p"; then kill -9 "$(cat "$run/$p.pid")"; echo "killed $p (no clean stop within 60 s)"; else echo "stopped $p"; fi
+    fi
     rm -f "$run/$p.pid"
   done
 }
