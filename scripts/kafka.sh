@@ -74,12 +74,16 @@ up() {
   write_props
   format
   nohup "${java_cmd[@]}" kafka.Kafka "$props" > "$dir/broker-$port.out" 2>&1 &
-  echo $! > "$pidfile"
+  local started=$!
+  echo "$started" > "$pidfile"
   for _ in $(seq 1 360); do  # 3 minutes: a loaded 2-core machine starts the JVM slowly
     if serving && grep -q "Kafka Server started" "$log" 2>/dev/null; then
-      say "up on 127.0.0.1:$port (pid $(cat "$pidfile"), log $log)"; return 0
+      say "up on 127.0.0.1:$port (pid $started, log $log)"; return 0
     fi
-    if ! running_pid >/dev/null; then
+    # the process itself, not running_pid: until nohup has exec'd java its command line is not
+    # the broker's yet, and running_pid would take the new pid file for a stale one and delete it
+    if ! kill -0 "$started" 2>/dev/null; then
+      rm -f "$pidfile"
       say "broker exited while starting; last lines of $dir/broker-$port.out and $log:"
       tail -n 20 "$dir/broker-$port.out" "$log" >&2 || true; exit 1
     fi
