@@ -98,7 +98,8 @@ class Unacknowledged:
 
 
 class TrackingProducer:
-    """Producer mixin: remember every record put in the buffer (table changelogs use ``send_soon``)."""
+    """Producer mixin: remember every record put in Faust's buffer (``send_soon``: changelog records of
+    tables written through Faust's own API; :class:`persona.tables.cache.StoreWriter` tracks its own)."""
 
     app: Any
 
