@@ -302,21 +302,23 @@ async def drop_flushed_objects(sender, revoked, **kwargs) -> None:
 
 @app.task
 async def flush_tables() -> None:
-    """Flush every cache each ``flush_every`` seconds, until the process ends.
+    """Flush each cache every its own ``flush_every`` seconds, until the process ends.
 
     Not an ``app.timer``: timers end as soon as the worker starts stopping, while Faust's stop
     still waits for the held events to be acknowledged (``stream_wait_empty``); tasks run until then.
     """
-    failures = 0
+    failures, tick = 0, min(cache.flush_every for cache in CACHED_TABLES)
     while True:
-        await asyncio.sleep(settings.flush_every)
+        await asyncio.sleep(tick)
         try:
+            now = time.monotonic()
             for cache in CACHED_TABLES:
-                await cache.flush()
+                if cache.due(now):
+                    await cache.flush()
             failures = 0
         except Exception as exc:  # what was not written stays pending: try again, for a while
             failures += 1
             logger.warning("flushing the tables failed (%d in a row): %r", failures, exc)
-            if failures * settings.flush_every >= 30:  # not transient: restart and replay
+            if failures * tick >= 30:  # not transient: restart and replay
                 await app.crash(exc)
                 return

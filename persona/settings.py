@@ -51,7 +51,10 @@ class Settings:
     snapshot_every: float = 5.0  # seconds between model snapshots published by the trainer
     # State changes are cached and written to the tables (and their changelogs) once per key per
     # flush; the events behind them are acknowledged only after that (see persona.tables.cache).
-    flush_every: float = 0.5  # seconds between flushes
+    flush_every: float = 0.5  # seconds between flushes of the profiles
+    # ... and of the item tables (statistics, neighbours, feedback): other shoppers' signals may
+    # trail a little longer, and an item changed by many events in that time is written once.
+    item_flush_every: float = 2.0
     flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
     # A newly assigned table partition this many changelog records behind is copied in bulk before
     # Faust's per-record recovery replays the rest (persona.agents.restore).

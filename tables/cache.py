@@ -11,8 +11,9 @@ delivered again and re-applied (persona's state is idempotent, see :mod:`persona
 For a table on RocksDB, :class:`StoreWriter` writes a flush in bulk: a RocksDB write batch per
 partition and the changelog records straight to the producer, with the bytes Faust would write.
 
-Flushes run every ``flush_every`` seconds (a task, which also serves Faust's wait for acks
-before a rebalance or a stop), or sooner from the agent when ``max_keys`` keys wait.
+Each cache is flushed every ``flush_every`` seconds (by a task, which also serves Faust's wait for
+acks before a rebalance or a stop), or sooner from the agent when ``max_keys`` keys wait. A longer
+interval writes a key changed by several events once, at the cost of its changelog trailing longer.
 
 Flushed objects stay in memory too (the ``keep`` most recent), so a shopper's next event does not
 read and decode the profile again; they are dropped when partitions are revoked (another worker
@@ -29,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import functools
+import time
 import weakref
 from contextlib import contextmanager
 from typing import Any, Awaitable, Callable, MutableMapping
@@ -59,8 +61,10 @@ class WriteBehind:
     """Cached writes to ``table``; ``encode``/``decode`` convert between live objects and stored values."""
 
     def __init__(self, table: MutableMapping, encode: Callable[[Any], Any] = lambda v: v,
-                 decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000, keep: int = 100_000):
+                 decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000, keep: int = 100_000,
+                 flush_every: float = 0.5):
         self.table, self.encode, self.decode, self.max_keys, self.keep = table, encode, decode, max_keys, keep
+        self.flush_every, self.flushed_at = flush_every, time.monotonic()
         self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (live object or DELETED, event)
         self._flushed: dict[Any, Any] = {}  # key -> live object as flushed, oldest first
         self._held: list[tuple[Any, Any]] = []  # (stream, event) to acknowledge after the flush
@@ -113,7 +117,12 @@ class WriteBehind:
     def full(self) -> bool:
         return len(self._pending) >= self.max_keys
 
+    def due(self, now: float) -> bool:
+        """Time for the periodic flush (``now`` from ``time.monotonic()``)."""
+        return now - self.flushed_at >= self.flush_every
+
     async def flush(self) -> None:
+        self.flushed_at = time.monotonic()
         pending, held, self._pending, self._held = self._pending, self._held, {}, []
         changes = [(key, None if value is DELETED else self.encode(value), event)
                    for key, (value, event) in pending.items()]

@@ -53,11 +53,12 @@ def _table(name: str, help: str):
                      options=dict(STORE_OPTIONS))  # a copy: Faust's store pops keys from it
 
 
-def _cached(table, **codecs) -> WriteBehind:
-    return WriteBehind(table, max_keys=settings.flush_max_keys, **codecs)
+def _cached(table, flush_every: float = settings.item_flush_every, **codecs) -> WriteBehind:
+    return WriteBehind(table, max_keys=settings.flush_max_keys, flush_every=flush_every, **codecs)
 
 
-profiles = _cached(_table("profiles", "user id -> profile"), encode=Profile.to_dict, decode=Profile.from_dict)
+profiles = _cached(_table("profiles", "user id -> profile"), flush_every=settings.flush_every,
+                   encode=Profile.to_dict, decode=Profile.from_dict)
 item_stats = _cached(_table("item_stats", "item id -> counts and trending windows"))
 strategy_stats = _cached(_table("strategy_stats", "source|slot -> impressions, clicks, carts, purchases, revenue"))
 neighbours = _cached(_table("neighbours", "item id -> co-visited items with decayed weights"))
