@@ -5,104 +5,98 @@ worker that owns the training partition learns them and, every ``snapshot_every`
 publishes each changed model to the compacted ``persona.models`` topic. Every worker serves the
 snapshots it reads from that topic, so all workers answer with the same model version, and a
 trainer that takes over after a rebalance or a restart starts from the latest snapshot.
+
+The learning and the snapshots' serialisation run in a process of their own
+(:mod:`persona.training`), started at the first training record: River learns one example at a time
+in Python, and on the worker's event loop it delayed the events and requests queued behind it. The
+agent hands each record over and waits for it to be learnt, so records are learnt in order and
+acknowledged only once learnt.
 """
 
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Mapping
+import multiprocessing
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Callable
 
-import orjson
-
+from persona import training
 from persona.agents import topics
 from persona.agents.app import app, settings
-from persona.models import Collaborative, IntentModel, ReRanker, dumps, loads
+from persona.models import dumps
 from persona.tables.state import models
 
-__all__ = ["Trainer", "trainer", "train", "publish_models"]
+__all__ = ["TrainerProcess", "trainer", "train", "publish_models"]
 
 logger = logging.getLogger(__name__)
 
 
-FRESH = {"intent": IntentModel, "reranker": ReRanker, "cf": Collaborative}
+class TrainerProcess:
+    """The process that learns, and which published snapshots it has already been given or made."""
 
-
-class Trainer:
     def __init__(self) -> None:
-        self.models: dict[str, Any] = {name: make() for name, make in FRESH.items()}
-        self.published: dict[str, int] = {}
+        self._pool: ProcessPoolExecutor | None = None
+        self.offered: dict[str, int] = {}  # model -> newest snapshot version the process has seen
 
-    def catch_up(self, snapshots: Mapping[str, Any]) -> None:
-        """Continue from a newer snapshot (another worker trained while this one did not)."""
-        for name, snapshot in snapshots.items():
-            if name in self.models and snapshot.version > self.models[name].version:
-                self.models[name] = loads(dumps(snapshot))  # a copy: serving keeps the published one
-                self.published[name] = snapshot.version
+    async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
+        if self._pool is None:  # spawn, not fork: the worker has threads (Kafka consumer, RocksDB)
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
+        except BrokenProcessPool:  # it died (killed, out of memory): the next call starts another
+            logger.error("the trainer process died; starting another from the latest snapshots")
+            self.stop()
+            raise
 
-    def learn(self, example: Mapping[str, Any]) -> None:
-        name = example["model"]
-        if name == "reset":
-            self.reset(example["names"])
-        elif name == "forget":
-            self.models["cf"].forget(example["user"])
-        elif name == "cf":
-            self.models["cf"].learn(example["user"], example["item"], float(example["weight"]))
-        else:
-            self.models[name].learn(example["features"], bool(example["label"]))
+    async def learn(self, record: bytes) -> None:
+        newer = {name: dumps(snapshot) for name, snapshot in models.data.items()
+                 if snapshot.version > self.offered.get(name, -1)}
+        if newer:  # another worker trained (a rebalance, a restart): continue from its snapshots
+            await self.call(training.catch_up_with, newer)
+            self.offered.update({name: models.data[name].version for name in newer})
+        for message in await self.call(training.learn_record, record):
+            logger.warning(message)
 
-    def reset(self, names: list[str]) -> None:
-        """Start the named models afresh, versioned above everything published before.
+    async def due(self) -> dict[str, tuple[int, bytes]]:
+        if self._pool is None:  # this worker has not trained
+            return {}
+        snapshots = await self.call(training.due_snapshots)
+        for name, (version, _) in snapshots.items():
+            self.offered[name] = max(version, self.offered.get(name, -1))
+        return snapshots
 
-        Snapshots are compared by version (a trainer catches up with a newer one), so a fresh
-        model at version 0 would lose to the old snapshot; it is published at the next tick.
-
-        >>> t = Trainer()
-        >>> t.learn({"model": "cf", "user": "u1", "item": "i1", "weight": 1.0})
-        >>> t.due().keys(), t.models["cf"].version
-        (dict_keys(['cf']), 1)
-        >>> t.reset(["cf"])
-        >>> t.models["cf"].version, t.models["cf"].known_user("u1"), list(t.due())
-        (2, False, ['cf'])
-        """
-        if not isinstance(names, list) or any(n not in FRESH for n in names):
-            raise ValueError(f"cannot reset {names!r}: the models are {', '.join(FRESH)}")
-        for name in names:
-            fresh = FRESH[name]()
-            fresh.version = max(self.models[name].version, self.published.get(name, 0)) + 1
-            self.models[name] = fresh
-
-    def due(self) -> dict[str, bytes]:
-        """Snapshots of the models that learnt since they were last published."""
-        out = {}
-        for name, model in self.models.items():
-            if model.version != self.published.get(name, 0):
-                out[name] = dumps(model)
-                self.published[name] = model.version
-        return out
+    def stop(self) -> None:
+        pool, self._pool, self.offered = self._pool, None, {}
+        if pool is not None:
+            pool.shutdown(wait=False, cancel_futures=True)
 
 
-trainer = Trainer()
+trainer = TrainerProcess()
 
 
 @app.agent(topics.training)
 async def train(stream):
     await models.ready.wait()
-    async for value in stream:
-        trainer.catch_up(models.data)
+    async for record in stream:
         try:
-            examples = orjson.loads(value)
-        except orjson.JSONDecodeError as err:
-            logger.warning("ignoring malformed training record %r: %s", value[:200], err)
-            continue
-        for example in examples if isinstance(examples, list) else [examples]:  # a flush sends a list
-            try:
-                trainer.learn(example)
-            except (KeyError, TypeError, ValueError) as err:
-                logger.warning("ignoring malformed training example %r: %s", str(example)[:200], err)
+            await trainer.learn(record)
+        except BrokenProcessPool:
+            await trainer.learn(record)  # once more, in a new process; a second death crashes the agent
 
 
 @app.timer(settings.snapshot_every)
 async def publish_models() -> None:
-    for name, snapshot in trainer.due().items():
+    try:
+        due = await trainer.due()
+    except BrokenProcessPool:  # what it learnt since its last snapshot is learnt again from then on
+        return
+    for name, (version, snapshot) in due.items():
         await topics.models.send(key=name.encode(), value=snapshot)
-        logger.info("published %s model v%s (%d bytes)", name, trainer.published[name], len(snapshot))
+        logger.info("published %s model v%s (%d bytes)", name, version, len(snapshot))
+
+
+@app.on_before_shutdown.connect
+async def stop_trainer(app, **kwargs) -> None:  # after the streams stopped
+    trainer.stop()

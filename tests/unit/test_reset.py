@@ -7,8 +7,8 @@ import doctest
 import pytest
 
 from persona import feedback
-from persona.agents import trainer as trainer_module
-from persona.agents.trainer import Trainer
+from persona import training as trainer_module
+from persona.training import Trainer
 from persona.models import dumps, loads
 from persona.web.admin import InvalidReset, parse_reset
 
