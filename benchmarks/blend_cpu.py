@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/blend_cpu.py
 
-Real catalog, a collaborative model trained on 300 synthetic users, trending over 400 items (cached
-per category, as :class:`persona.tables.state.Shop` does within a tick), default rules. Prints the
+Real catalog, a collaborative model trained on 300 synthetic users, a re-ranker and an intent model
+trained on 2,000 random examples, trending over 400 items (cached per category, as
+:class:`persona.tables.state.Shop` does within a tick), default rules. Prints the
 content-neighbour ranking time for the whole catalog, CPU ms per blended answer (every neighbour
 list already cached: what an answer-cache miss costs) and per collaborative top-k, then cProfile's
 top functions. CPU time, so it moves less with a busy machine than latencies do.
@@ -28,7 +29,19 @@ now = 1_800_000_000.0
 windows = {i: {str(int(now // 300) * 300): float(rng.randint(1, 20))} for i in rng.sample(ids, 400)}
 import functools
 trend = functools.lru_cache(None)(lambda cat, n: trending(ps, windows.get, now, n, None if cat is None else (lambda p: p.family == cat)))
-src = Sources.of(ps, best=best_sellers(ps, {}.get, n=300), collaborative=lambda u, k: cf.top(u, k), trending=trend)
+# Trained re-ranker and intent model, wired as the worker's Shop wires them (tables/state.py).
+from persona.models import IntentModel, ReRanker, Shopper, session_features
+products = {p.item_id: p for p in ps}
+reranker, intent = ReRanker(), IntentModel()
+for k in range(2000):
+    seen = Profile(f"u{k % 300}", recent=[[rng.choice(ids), now - 60 * j, "view_item"] for j in range(3)], last_seen=now)
+    reranker.learn(ReRanker.features(products[rng.choice(ids)], rng.choice(["content", "cf", "covisit"]), rng.random(),
+                                     rng.randrange(10), "home", seen, products), rng.random() < 0.1)
+    intent.learn(session_features(seen, now, products), rng.random() < 0.2)
+src = Sources.of(ps, best=best_sellers(ps, {}.get, n=300), collaborative=lambda u, k: cf.top(u, k), trending=trend,
+                 intent=lambda p, t: intent.predict(session_features(p, t, products)),
+                 click_probability=lambda p, slot: (lambda shopper: lambda c, rank: reranker.predict(reranker.features(
+                     products[c.item_id], c.source, c.score, rank, slot, shopper, products)))(Shopper.of(p, products)))
 t = time.process_time()
 if hasattr(src.index, "precompute"):
     src.index.precompute()

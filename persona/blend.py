@@ -38,11 +38,12 @@ from persona.rules import Candidate, Context, RuleSet, apply_rules, load_default
 from persona.similarity import ContentIndex
 from persona.trending import in_category
 
-__all__ = ["Sources", "Request", "Blended", "blend", "related", "WEIGHTS"]
+__all__ = ["Sources", "Request", "Blended", "blend", "related", "rerank", "WEIGHTS"]
 
 # Generator weights at intent 0 and at intent 1 (linear in between), per blend variant.
 WEIGHTS = VARIANTS["balanced"]
 FILL_FACTOR = 3  # best-sellers offered to the rules, per requested item
+RERANK_DEPTH = 3  # candidates the re-ranker scores, per requested item (the head of the merged list)
 NOT_PERSONAL = {"best_sellers", "trending"}  # what an unknown shopper gets too: the fallback
 
 
@@ -69,7 +70,8 @@ class Sources:
     covisit: Callable[[Sequence[str], int], list[tuple[str, float, str]]] | None = None
     collaborative: Callable[[str, int], list[tuple[str, float]]] | None = None
     intent: Callable[[Profile, float], float] | None = None
-    click_probability: Callable[[Candidate, int, Profile | None, str | None], float] | None = None
+    # (profile, slot) -> P(click) of a candidate at a rank, for one answer's candidates
+    click_probability: Callable[[Profile | None, str | None], Callable[[Candidate, int], float]] | None = None
 
     @classmethod
     def of(cls, products: Sequence[Product], best: list[tuple[str, float]], **generators) -> "Sources":
@@ -159,6 +161,22 @@ def _merge(per_generator: dict[str, list[Candidate]], intent: float,
     return sorted(merged.values(), key=lambda c: (-c.score, c.item_id))
 
 
+def rerank(candidates: list[Candidate], click_probability: Callable[[Candidate, int], float], depth: int) -> None:
+    """Scale the first ``depth`` candidates' scores by 0.5 + P(click), the rest by 0.5.
+
+    Scoring a candidate costs a feature vector and a model prediction, so only the head of the
+    merged list is scored (the usual retrieve-then-re-rank split). The tail gets the lowest factor:
+    no candidate below the head can pass one the re-ranker scored.
+
+    >>> cands = [Candidate(i, s, "cf", []) for i, s in [("a", 1.0), ("b", 0.9), ("c", 0.8)]]
+    >>> rerank(cands, lambda c, rank: 1.0 if c.item_id == "b" else 0.0, depth=2)
+    >>> [(c.item_id, c.score) for c in cands]
+    [('a', 0.5), ('b', 1.35), ('c', 0.4)]
+    """
+    for rank, c in enumerate(candidates):
+        c.score *= 0.5 + (click_probability(c, rank) if rank < depth else 0.0)
+
+
 def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
     """Up to ``req.n`` items for a shopper (``profile`` None: unknown shopper)."""
     from persona.models import journey_stage
@@ -172,8 +190,7 @@ def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
     generated = _generate(profile, req, src, now, exclude)
     candidates = _merge(generated, intent if intent is not None else 0.5, VARIANTS.get(req.variant, WEIGHTS))
     if src.click_probability:
-        for rank, c in enumerate(candidates):
-            c.score *= 0.5 + src.click_probability(c, rank, profile, req.slot)
+        rerank(candidates, src.click_probability(profile, req.slot), RERANK_DEPTH * req.n)
     ctx = Context(profile=profile, now=now, catalog=src.catalog, companions=src.companions,
                   intent=intent, stage=stage, slot=req.slot, item_id=req.item_id)
     decision = apply_rules(src.rules, ctx, candidates)

@@ -34,7 +34,7 @@ import random
 import struct
 import zlib
 from collections import Counter
-from typing import Any, Mapping, Sequence
+from typing import Any, Mapping, NamedTuple, Sequence
 
 import numpy as np
 from river import compose, linear_model, metrics, optim, preprocessing, reco
@@ -43,7 +43,7 @@ from persona.catalog import Product
 from persona.popularity import prior
 from persona.profile import Profile
 
-__all__ = ["session_features", "journey_stage", "IntentModel", "ReRanker", "Collaborative",
+__all__ = ["session_features", "journey_stage", "IntentModel", "ReRanker", "Shopper", "Collaborative",
            "dumps", "loads", "STAGES"]
 
 DAY = 86400.0
@@ -77,6 +77,24 @@ def _touched(entries: Sequence[Sequence[Any]], catalog: Mapping[str, Product]) -
 def _mean_log_price(products: Sequence[Product]) -> float:
     logs = [math.log2(p.price) for p in products if p.price > 0]
     return sum(logs) / len(logs) if logs else 0.0
+
+
+class Shopper(NamedTuple):
+    """What the re-ranker's features need of a shopper, computed once per answer, not per candidate.
+
+    >>> a = Product(item_id="a", brand="X", name="A", family="woody", price=512.0)
+    >>> Shopper.of(Profile("u", recent=[["a", 10.0, "view_item"]]), {"a": a})
+    Shopper(family='woody', brands=frozenset({'X'}), mean_log_price=9.0)
+    """
+
+    family: str
+    brands: frozenset
+    mean_log_price: float
+
+    @classmethod
+    def of(cls, profile: Profile | None, catalog: Mapping[str, Product]) -> "Shopper":
+        seen = _touched(profile.recent, catalog) if profile is not None else []
+        return cls(_dominant(seen)[0], frozenset(p.brand for p in seen), _mean_log_price(seen))
 
 
 def session_features(profile: Profile, now: float, catalog: Mapping[str, Product]) -> dict[str, Any]:
@@ -226,19 +244,21 @@ class ReRanker(_Classifier):
 
     @staticmethod
     def features(item: Product, source: str, score: float, position: int, slot: str | None,
-                 profile: Profile | None, catalog: Mapping[str, Product],
+                 profile: Profile | Shopper | None, catalog: Mapping[str, Product],
                  popularity: float | None = None) -> dict[str, Any]:
-        """Features of one impression; ``price_ratio`` is log2(item price / mean viewed price)."""
-        seen = _touched(profile.recent, catalog) if profile is not None else []
-        family, _ = _dominant(seen)
-        mean_price = _mean_log_price(seen)
+        """Features of one impression; ``price_ratio`` is log2(item price / mean viewed price).
+
+        For many items shown to one shopper, pass ``Shopper.of(profile, catalog)`` once.
+        """
+        shopper = profile if isinstance(profile, Shopper) else Shopper.of(profile, catalog)
+        family, mean_price = shopper.family, shopper.mean_log_price
         return {
             "source": source,
             "slot": slot or "none",
             "log_score": math.log1p(max(score, 0.0)),
             "log_position": math.log1p(max(position, 0)),  # attention decays like DCG's discount
             "family_match": float(bool(family) and item.family == family),
-            "brand_seen": float(any(p.brand == item.brand for p in seen)),
+            "brand_seen": float(item.brand in shopper.brands),
             "price_ratio": math.log2(item.price) - mean_price if item.price > 0 and mean_price else 0.0,
             "rating": prior(item),
             "popularity": math.log1p(max(popularity or 0.0, 0.0)),

@@ -12,7 +12,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from persona.blend import FILL_FACTOR, NOT_PERSONAL, Blended, Request, Sources, blend, related
+from persona.blend import FILL_FACTOR, NOT_PERSONAL, RERANK_DEPTH, Blended, Request, Sources, blend, related
 from persona.catalog import Product, default_catalog_path, read_catalog
 from persona.companions import Companions
 from persona.popularity import best_sellers
@@ -336,13 +336,28 @@ def test_the_click_probability_reorders_the_candidates(src):
     assert ids(plain)[:4] == ["m1p", "m2", "u2", "w3"]
     calls: list = []
 
-    def clicks(c, rank, profile, slot):
-        calls.append((c.item_id, rank, profile.user_id, slot))
-        return 1.0 if c.item_id == "w3" else 0.0
+    def clicks(profile, slot):
+        def p(c, rank):
+            calls.append((c.item_id, rank, profile.user_id, slot))
+            return 1.0 if c.item_id == "w3" else 0.0
+        return p
 
     out = blend(p, Request(n=5, now=NOW, slot="home"), replace(src, click_probability=clicks))
     assert ids(out)[:4] == ["w3", "m1p", "m2", "u2"]
     assert calls[:4] == [(i, k, "u1", "home") for k, i in enumerate(["m1p", "m2", "u2", "w3"])]
+
+
+def test_only_the_head_is_re_ranked_and_the_tail_stays_below_it(src):
+    p = viewer(("m1", 10 * MINUTE))
+    scored: list = []
+
+    def clicks(profile, slot):
+        return lambda c, rank: scored.append(c.item_id) or 0.0  # the lowest probability: every item at its lowest
+
+    out = blend(p, Request(n=2, now=NOW, slot="home"), replace(src, click_probability=clicks))
+    plain = blend(p, Request(n=2, now=NOW, slot="home"), src)
+    assert len(scored) == RERANK_DEPTH * 2  # not every candidate
+    assert ids(out) == ids(plain)  # a uniform factor keeps the order
 
 
 # --- related ---------------------------------------------------------------------------------------
