@@ -24,6 +24,8 @@ from dataclasses import asdict, dataclass, field
 from operator import itemgetter
 from typing import Any
 
+import orjson
+
 from persona.events import Event
 
 __all__ = ["Profile", "SESSION_GAP_SECONDS", "event_key"]
@@ -105,6 +107,15 @@ class Profile:
         out = {"user_id": self.user_id}
         out.update(filter(itemgetter(1), full.items()))  # the non-empty fields
         return out
+
+    def to_json(self) -> bytes:
+        """:meth:`to_dict` as JSON, serialised from the live fields without copying them first.
+
+        >>> p = Profile("u", recent=[["a", 1.0, "view_item"]], counts={"view_item": 1})
+        >>> p.to_json(), orjson.loads(p.to_json()) == p.to_dict()
+        (b'{"user_id":"u","recent":[["a",1.0,"view_item"]],"counts":{"view_item":1}}', True)
+        """
+        return orjson.dumps({"user_id": self.user_id, **{k: v for k, v in vars(self).items() if v and k != "user_id"}})
 
     def seen(self, event_id: str) -> bool:
         """Whether the event ``event_id`` is among the last :data:`DEDUP_WINDOW` applied."""

@@ -58,12 +58,15 @@ def as_event(event):
 
 
 class WriteBehind:
-    """Cached writes to ``table``; ``encode``/``decode`` convert between live objects and stored values."""
+    """Cached writes to ``table``; ``encode``/``decode`` convert between live objects and stored values
+    (``encode`` returns a copy a reader may keep), ``dump`` a live object to the JSON bytes the
+    table stores (default: ``encode``, then orjson)."""
 
     def __init__(self, table: MutableMapping, encode: Callable[[Any], Any] = lambda v: v,
                  decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000, keep: int = 100_000,
-                 flush_every: float = 0.5):
+                 flush_every: float = 0.5, dump: Callable[[Any], bytes] | None = None):
         self.table, self.encode, self.decode, self.max_keys, self.keep = table, encode, decode, max_keys, keep
+        self.dump = dump or (lambda v: orjson.dumps(encode(v)))
         self.flush_every, self.flushed_at = flush_every, time.monotonic()
         self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (live object or DELETED, event)
         self._flushed: dict[Any, Any] = {}  # key -> live object as flushed, oldest first
@@ -124,8 +127,7 @@ class WriteBehind:
     async def flush(self) -> None:
         self.flushed_at = time.monotonic()
         pending, held, self._pending, self._held = self._pending, self._held, {}, []
-        changes = [(key, None if value is DELETED else self.encode(value), event)
-                   for key, (value, event) in pending.items()]
+        changes = [(key, None if value is DELETED else value, event) for key, (value, event) in pending.items()]
         try:
             # The writer stores every change before its first await: a read never misses a key.
             await self._writer().write(changes)
@@ -148,21 +150,22 @@ class WriteBehind:
     def _writer(self) -> "MappingWriter | StoreWriter":
         if self.writer is None:  # chosen at the first flush: Faust opens a table's store lazily
             store = getattr(self.table, "data", None)
-            self.writer = StoreWriter(self.table) if isinstance(store, RocksDBStore) else MappingWriter(self.table)
+            self.writer = (StoreWriter(self.table, self.dump) if isinstance(store, RocksDBStore)
+                           else MappingWriter(self.table, self.encode))
         return self.writer
 
 
 class MappingWriter:
-    """Writes changes one key at a time, as ``table[key] = value`` inside the key's event."""
+    """Writes changes one key at a time, as ``table[key] = encode(value)`` inside the key's event."""
 
-    def __init__(self, table: MutableMapping):
-        self.table = table
+    def __init__(self, table: MutableMapping, encode: Callable[[Any], Any]):
+        self.table, self.encode = table, encode
 
     async def write(self, changes: list[tuple[Any, Any, Any]]) -> None:
         for key, value, event in changes:
             with as_event(event):
                 if value is not None:
-                    self.table[key] = value
+                    self.table[key] = self.encode(value)
                 elif self.table.get(key) is not None:
                     del self.table[key]
 
@@ -178,8 +181,8 @@ class StoreWriter:
     the broker acknowledges the partition's last record of the flush.
     """
 
-    def __init__(self, table: Any):
-        self.table, self.store, self.app = table, table.data, table.app
+    def __init__(self, table: Any, dump: Callable[[Any], bytes]):
+        self.table, self.store, self.app, self.dump = table, table.data, table.app, dump
         self.topic = table.changelog_topic.get_topic_name()
 
     def _store(self, changes: list[tuple[Any, Any, Any]]) -> list[tuple[bytes, bytes | None, int]]:
@@ -187,7 +190,7 @@ class StoreWriter:
         for key, value, event in changes:
             partition = event.message.partition
             key_bytes = store._encode_key(key)  # Faust's own key bytes: lookups must find them
-            value_bytes = None if value is None else orjson.dumps(value)  # any JSON decodes alike
+            value_bytes = None if value is None else self.dump(value)
             batch = batches.get(partition)
             if batch is None:
                 batch = batches[partition] = WriteBatch(raw_mode=True)

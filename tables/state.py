@@ -58,7 +58,7 @@ def _cached(table, flush_every: float = settings.item_flush_every, **codecs) -> 
 
 
 profiles = _cached(_table("profiles", "user id -> profile"), flush_every=settings.flush_every,
-                   encode=Profile.to_dict, decode=Profile.from_dict)
+                   encode=Profile.to_dict, decode=Profile.from_dict, dump=Profile.to_json)
 item_stats = _cached(_table("item_stats", "item id -> counts and trending windows"))
 strategy_stats = _cached(_table("strategy_stats", "source|slot -> impressions, clicks, carts, purchases, revenue"))
 neighbours = _cached(_table("neighbours", "item id -> co-visited items with decayed weights"))

@@ -109,6 +109,13 @@ def test_a_served_list_is_remembered_once():
     assert p.seen("rec-1") and p.counts == {}
 
 
+def test_a_flush_stores_exactly_the_dict_readers_get():
+    p = Profile("u1", recent=[["a", 1.5, "view_item"]], session={"id": "s", "start": 1.0}, counts={"view_item": 1},
+                cart=["a"], purchased=["b"], first_seen=1.0, last_seen=2.0, applied=[event_key("e1")],
+                impressions={"r1": {"ts": 2.0, "slot": "home", "items": [["a", "cf", 0], ["b", "content", 1]]}})
+    assert json.loads(p.to_json()) == p.to_dict() and Profile.from_dict(json.loads(p.to_json())) == p
+
+
 # --- recent items -------------------------------------------------------------------------------
 
 
@@ -394,3 +401,4 @@ def test_counts_are_the_distinct_events_per_name_whatever_the_redeliveries(case)
     assert p.first_seen == min(e.ts for e in events) and p.last_seen == max(e.ts for e in events)
     assert Profile.from_dict(json.loads(json.dumps(p.to_dict()))) == p
     assert {k: v for k, v in dataclasses.asdict(p).items() if v or k == "user_id"} == p.to_dict()
+    assert json.loads(p.to_json()) == p.to_dict()  # what a flush stores
