@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import os
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Callable
@@ -42,7 +43,8 @@ class TrainerProcess:
 
     async def call(self, fn: Callable[..., Any], *args: Any) -> Any:
         if self._pool is None:  # spawn, not fork: the worker has threads (Kafka consumer, RocksDB)
-            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"),
+                                             initializer=training.exit_with, initargs=(os.getpid(),))
         try:
             return await asyncio.get_running_loop().run_in_executor(self._pool, fn, *args)
         except BrokenProcessPool:  # it died (killed, out of memory): the next call starts another

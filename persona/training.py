@@ -9,13 +9,16 @@ and return bytes and plain values only.
 
 from __future__ import annotations
 
+import os
+import threading
+import time
 from typing import Any, Mapping
 
 import orjson
 
 from persona.models import Collaborative, IntentModel, ReRanker, dumps, loads
 
-__all__ = ["Trainer", "FRESH", "learn_record", "catch_up_with", "due_snapshots"]
+__all__ = ["Trainer", "FRESH", "learn_record", "catch_up_with", "due_snapshots", "exit_with"]
 
 
 FRESH = {"intent": IntentModel, "reranker": ReRanker, "cf": Collaborative}
@@ -102,3 +105,13 @@ def catch_up_with(snapshots: Mapping[str, bytes]) -> None:
 def due_snapshots() -> dict[str, tuple[int, bytes]]:
     """(version, snapshot) of each model that learnt since it was last published."""
     return {name: (_trainer.published[name], raw) for name, raw in _trainer.due().items()}
+
+
+def exit_with(parent_pid: int, every: float = 1.0) -> None:
+    """Start the trainer process: it ends within ``every`` seconds of the worker that started it,
+    however the worker ended (after a kill -9 the process pool's queue would keep it waiting)."""
+    def watch() -> None:
+        while os.getppid() == parent_pid:
+            time.sleep(every)
+        os._exit(0)
+    threading.Thread(target=watch, name="exit-with-worker", daemon=True).start()

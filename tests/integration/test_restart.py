@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import signal
 import time
+from pathlib import Path
 
 from .conftest import Env, Worker, event, models_settled, produce_events, wait_for
 
@@ -54,3 +55,24 @@ def test_static_member_killed_and_restarted_takes_its_partitions_back_at_once(de
         assert "Joined group" in again.log.read_text()
     finally:
         again.stop()
+
+
+def _children(pid: int) -> set[int]:
+    tasks = Path(f"/proc/{pid}/task")
+    return {int(c) for task in tasks.iterdir() for c in (task / "children").read_text().split()}
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "spawn_main" in Path(f"/proc/{pid}/cmdline").read_text()
+    except FileNotFoundError:
+        return False
+
+
+def test_the_trainer_process_ends_with_its_worker_even_after_kill_9(deployment, tmp_path):
+    worker = Worker(deployment, tmp_path / "w").start()
+    produce_events(deployment, [event(f"trainer-{i}", items=("12855",)) for i in range(10)])
+    wait_for(lambda: {p for p in _children(worker.proc.pid) if _alive(p)}, timeout=30)  # started by the examples
+    trainers = {p for p in _children(worker.proc.pid) if _alive(p)}
+    worker.stop(signal.SIGKILL)
+    wait_for(lambda: not any(_alive(p) for p in trainers), timeout=10)
