@@ -125,6 +125,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--bootstrap", default=common.DEFAULT_BOOTSTRAP)
     ap.add_argument("--rate", type=float, default=300, help="background events per second")
+    ap.add_argument("--half-of", metavar="FILE", help="background at half the rate ingest.py --save-rate wrote there")
     ap.add_argument("--trials", type=int, default=200)
     ap.add_argument("--warmup", type=int, default=30)
     ap.add_argument("--trial-timeout", type=float, default=5.0)
@@ -133,6 +134,10 @@ def main() -> None:
     ap.add_argument("--traced", action="store_true", help="run benchmarks/traced_worker.py as the worker")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
+    if args.half_of:
+        measured = json.loads(Path(args.half_of).read_text())["events_per_s"]
+        args.rate = round(measured / 2)
+        print(f"background traffic: half of the measured ingest rate {measured:,.0f} events/s = {args.rate}/s")
     common.check_broker(args.bootstrap)
     dep = common.Deployment(args.bootstrap)
     s = dep.settings

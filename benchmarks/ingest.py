@@ -205,6 +205,7 @@ def main() -> None:
                     help="then run that many workers (each count a fresh app id on the same events) and "
                          "compare their rate with one worker's")
     ap.add_argument("--keep", action="store_true", help="keep the topics and worker data")
+    ap.add_argument("--save-rate", metavar="FILE", help="write the worker's applied events/s there (JSON)")
     args = ap.parse_args()
     n = args.events
     common.check_broker(args.bootstrap)
@@ -268,6 +269,9 @@ def main() -> None:
         print()
         print(common.table(table, ["consumer", "wall s", "events/s", "CPU s", "events/CPU-s", "CPU ms/event",
                                    "machine CPU busy"]))
+        if args.save_rate and "applied" in rows:  # freshness.py --half-of: traffic at half this rate
+            Path(args.save_rate).parent.mkdir(parents=True, exist_ok=True)
+            Path(args.save_rate).write_text(json.dumps({"events_per_s": rows["applied"]["rate"], "machine": common.machine()}))
         if "noop" in rows:
             print()
             for label, a, b in [("no-op / raw", "noop", "raw"), ("persona applied / no-op", "applied", "noop"),
