@@ -32,6 +32,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 import time
 from collections import Counter
@@ -308,21 +309,26 @@ def main() -> None:
 
 def scale(dep: common.Deployment, n: int, args, one: dict) -> None:
     """Several workers of a fresh app on the same events topic, against one worker's rate above."""
-    print(f"\nscaling, {args.partitions} partitions (events applied, from the first to the window's end or the last):")
-    print(f"  1 worker : {one['rate']:8,.0f} events/s")
+    print(f"\nscaling, {args.partitions} partitions (events applied, from the first to the window's end or the last;"
+          f" CPU of the workers and their children; machine: {os.cpu_count()} cores shared with the broker):")
+    print(f"  1 worker : {one['rate']:8,.0f} events/s, {1000 * one['cpu'] / one['events']:.2f} CPU ms/event")
     for count in args.scale:
         other = common.Deployment(dep.settings.bootstrap, args.partitions, tag=f"{dep.tag}x{count}")
         other["PERSONA_EVENTS_TOPIC"] = dep.settings.events_topic
         try:
             other.persona("topics")
             other.persona("load-catalog")
+            load = common.MachineLoad().start()
             p = run_persona(other, n, args.window, 0, False, workers=count)
+            busy = load.stop()
             if "ingested" not in p:
                 print(f"  {count} workers: no events applied in time")
                 continue
-            rate = (p["ingested_count"] - p["first_count"]) / (p["ingested"] - p["first"])
+            events = p["ingested_count"] - p["first_count"]
+            rate = events / (p["ingested"] - p["first"])
             print(f"  {count} workers: {rate:8,.0f} events/s = {rate / one['rate']:.2f} x one worker "
-                  f"(goal >= {0.9 * count:.1f} x)")
+                  f"(goal >= {0.9 * count:.1f} x), {1000 * (p['ingested_cpu'] - p['first_cpu']) / events:.2f} CPU ms/event,"
+                  f" machine CPU busy {100 * busy:.0f} % (start-up included)")
         finally:
             if not args.keep:
                 other.cleanup()
