@@ -105,14 +105,28 @@ async def trials(dep: common.Deployment, worker: common.Worker, args) -> dict:
     return out
 
 
-def lag_buckets(worker: common.Worker) -> dict[str, float]:
-    """Cumulative counts of the worker's persona_event_lag_seconds histogram (Kafka timestamp to processing)."""
+GC = "persona_gc_pause_seconds"
+
+
+def histogram(worker: common.Worker, name: str) -> dict[str, float]:
+    """Cumulative counts per bucket of one of the worker's histograms (all labels summed), and its "sum"."""
     import urllib.request
 
     with urllib.request.urlopen(f"{worker.url}/metrics", timeout=10) as resp:
         text = resp.read().decode()
-    return {line.split('le="')[1].split('"')[0]: float(line.rsplit(" ", 1)[1])
-            for line in text.splitlines() if line.startswith("persona_event_lag_seconds_bucket")}
+    out: dict[str, float] = {}
+    for line in text.splitlines():
+        if line.startswith(f"{name}_bucket"):
+            le = line.split('le="')[1].split('"')[0]
+            out[le] = out.get(le, 0.0) + float(line.rsplit(" ", 1)[1])
+        elif line.startswith(f"{name}_sum"):
+            out["sum"] = out.get("sum", 0.0) + float(line.rsplit(" ", 1)[1])
+    return out
+
+
+def lag_buckets(worker: common.Worker) -> dict[str, float]:
+    """Kafka timestamp to processing: the worker's persona_event_lag_seconds histogram."""
+    return histogram(worker, "persona_event_lag_seconds")
 
 
 async def lag(dep: common.Deployment) -> tuple[int, int]:
@@ -156,11 +170,11 @@ def main() -> None:
             time.sleep(0.2)  # it builds its events first
         time.sleep(5)  # the worker settles under the background traffic
         c0, cpu0, m = worker.counters()["applied"], common.cpu_seconds(worker.pid), common.MachineLoad().start()
-        lag0, t0, b0 = asyncio.run(lag(dep)), time.perf_counter(), lag_buckets(worker)
+        lag0, t0, b0, gc0 = asyncio.run(lag(dep)), time.perf_counter(), lag_buckets(worker), histogram(worker, GC)
         r = asyncio.run(trials(dep, worker, args))
         wall = time.perf_counter() - t0
         c1, cpu1, busy, lag1 = worker.counters()["applied"], common.cpu_seconds(worker.pid), m.stop(), asyncio.run(lag(dep))
-        b1 = lag_buckets(worker)
+        b1, gc1 = lag_buckets(worker), histogram(worker, GC)
         traffic.stop()
         sent = [json.loads(line) for line in out.read_text().splitlines() if line.strip().startswith('{"sent"')]
         print(f"background traffic: {sent[-1] if sent else '?'} (asked for {args.rate:.0f}/s)")
@@ -171,7 +185,15 @@ def main() -> None:
         print("events (background, trials, impressions) from their Kafka timestamp to the start of their processing "
               "in the worker (its persona_event_lag_seconds histogram): "
               + ", ".join(f"<= {float(le) * 1000:g} ms {100 * (b1[le] - b0[le]) / n_ev:.0f} %"
-                          for le in b1 if le != "+Inf") + f" (of {n_ev:.0f})")
+                          for le in b1 if le not in ("+Inf", "sum")) + f" (of {n_ev:.0f})")
+        if gc1:
+            longest = next((le for le in reversed(list(gc1)) if le not in ("+Inf", "sum")
+                            and gc1[le] - gc0.get(le, 0) < gc1["+Inf"] - gc0.get("+Inf", 0)), None)
+            print(f"garbage collections in the worker during the trials: {gc1['+Inf'] - gc0.get('+Inf', 0):.0f}, "
+                  f"{1000 * (gc1['sum'] - gc0.get('sum', 0)):.0f} ms in all"
+                  + (f"; some over {float(longest) * 1000:g} ms" if longest else "")
+                  + ", " + ", ".join(f"<= {float(le) * 1000:g} ms: {gc1[le] - gc0.get(le, 0):.0f}"
+                                     for le in gc1 if le not in ("+Inf", "sum")))
         ms = lambda v: f"{1000 * v:.1f}"  # noqa: E731
         v = r["reflect"]
         print(f"\n{r['done']} trials after {r['warmup']} warm-up ones: {r['timeouts']} without a reflecting answer "
