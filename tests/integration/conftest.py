@@ -161,13 +161,16 @@ def wait_for(check, timeout: float = 10, every: float = 0.02):
         time.sleep(every)
 
 
-def models_settled(*workers: Worker, quiet: float = 2.5, timeout: float = 60) -> dict:
-    """Wait until every worker serves the same model versions, unchanged for ``quiet`` seconds."""
+def models_settled(*workers: Worker, expect: tuple[str, ...] = (), quiet: float = 2.5, timeout: float = 60) -> dict:
+    """Wait until every worker serves the same model versions, unchanged for ``quiet`` seconds, with
+    the ``expect``-ed models among them (the trainer's process may take seconds to start and publish)."""
     deadline = time.monotonic() + timeout
     last, since = None, time.monotonic()
     while time.monotonic() < deadline:
         seen = [w.get("/models")[1] for w in workers]
         current = seen[0] if all(s == seen[0] for s in seen) else None
+        if current is not None and not all(current.get(name, {}).get("version", 0) > 0 for name in expect):
+            current = None
         if current is None or current != last:
             last, since = current, time.monotonic()
         elif time.monotonic() - since >= quiet:

@@ -87,7 +87,7 @@ def test_models_and_neighbours_survive_a_crash(deployment, tmp_path):
     produce_events(deployment, [event(u, "add_to_cart", items=(items[-1],), ts=t0 + 5) for u, items in sessions[:10]])
     covisited = lambda w: {i for i, s in [(i["item_id"], i["source"]) for i in w.get(f"/items/{SAUVAGE}/related?n=30")[1]["items"]] if s == "covisit"}  # noqa: E731
     wait_for(lambda: set(FLORALS) <= covisited(first), timeout=30)
-    models = models_settled(first)
+    models = models_settled(first, expect=("cf", "intent"))
     assert models["cf"]["version"] > 0 and models["intent"]["version"] > 0
     before = (covisited(first), recs(first, "crash-3")["items"], first.get(f"/items/{SAUVAGE}/related?n=30")[1])
     first.stop(signal.SIGKILL)

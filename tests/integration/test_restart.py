@@ -19,7 +19,7 @@ def test_profile_survives_restart(deployment, tmp_path):
     recs_before = first.get(f"/recommendations/{users[0]}")[1]
     # the served list is logged as an impression and remembered in the profile
     wait_for(lambda: recs_before["rec_id"] in first.get(f"/users/{users[0]}")[1]["impressions"])
-    models_settled(first)  # the answers include the intent model's estimate: same model on both sides
+    models_settled(first, expect=("cf", "intent"))  # the answers include the intent model's estimate: same model on both sides
     before = {u: first.get(f"/users/{u}")[1] for u in users}
     assert before[users[0]]["counts"] == {"view_item": 1, "add_to_cart": 1}, "an impression is no activity"
     assert first.stop(signal.SIGTERM) == 0

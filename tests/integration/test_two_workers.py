@@ -26,7 +26,7 @@ def test_any_worker_answers_for_any_user(deployment, tmp_path):
         produce_events(deployment, [event(u, "add_to_cart", items=("79931",)) for u in users[::2]])
         for w in (a, b):
             wait_for(lambda: all(w.get(f"/users/{u}")[0] == 200 for u in users), timeout=30, every=0.2)
-        models_settled(a, b)
+        models_settled(a, b, expect=("cf", "intent"))
         for u in users:
             pa, pb = a.get(f"/users/{u}"), b.get(f"/users/{u}")
             assert pa == pb, u
