@@ -30,7 +30,7 @@ windows = {i: {str(int(now // 300) * 300): float(rng.randint(1, 20))} for i in r
 import functools
 trend = functools.lru_cache(None)(lambda cat, n: trending(ps, windows.get, now, n, None if cat is None else (lambda p: p.family == cat)))
 # Trained re-ranker and intent model, wired as the worker's Shop wires them (tables/state.py).
-from persona.models import IntentModel, ReRanker, Shopper, session_features
+from persona.models import IntentModel, ReRanker, session_features
 products = {p.item_id: p for p in ps}
 reranker, intent = ReRanker(), IntentModel()
 for k in range(2000):
@@ -40,8 +40,7 @@ for k in range(2000):
     intent.learn(session_features(seen, now, products), rng.random() < 0.2)
 src = Sources.of(ps, best=best_sellers(ps, {}.get, n=300), collaborative=lambda u, k: cf.top(u, k), trending=trend,
                  intent=lambda p, t: intent.predict(session_features(p, t, products)),
-                 click_probability=lambda p, slot: (lambda shopper: lambda c, rank: reranker.predict(reranker.features(
-                     products[c.item_id], c.source, c.score, rank, slot, shopper, products)))(Shopper.of(p, products)))
+                 click_probability=reranker.scorer(products))
 t = time.process_time()
 if hasattr(src.index, "precompute"):
     src.index.precompute()

@@ -267,6 +267,15 @@ class ReRanker(_Classifier):
     def learn(self, features: Mapping[str, Any], clicked: bool) -> None:
         self._learn(features, bool(clicked))
 
+    def scorer(self, catalog: Mapping[str, Product]):
+        """P(click) as the blender asks for it: ``scorer(profile, slot)`` gives one answer's scoring
+        function ``(candidate, rank) -> P(click)``, the shopper's side of the features computed once."""
+        def for_answer(profile: Profile | None, slot: str | None):
+            shopper = Shopper.of(profile, catalog)
+            return lambda c, rank: self.predict(self.features(catalog[c.item_id], c.source, c.score, rank, slot,
+                                                              shopper, catalog))
+        return for_answer
+
 
 class Collaborative:
     """Online biased matrix factorisation on implicit feedback, for at most ``max_users`` users.

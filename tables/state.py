@@ -28,7 +28,7 @@ from persona.catalog import Product
 from persona.companions import Companions
 from persona.covisit import score_session
 from persona.models import loads as load_model
-from persona.models import Shopper, session_features
+from persona.models import session_features
 from persona.popularity import BestSellers
 from persona.profile import Profile
 from persona.rules import RuleSet, load_default_rules, parse_rules
@@ -184,17 +184,8 @@ class Shop:
             covisit=covisited,
             collaborative=(lambda user, k: cf.top(user, k)) if cf else None,
             intent=(lambda p, now: intent.predict(session_features(p, now, products))) if intent else None,
-            click_probability=_click_scorer(reranker, products) if reranker else None,
+            click_probability=reranker.scorer(products) if reranker else None,
         )
-
-
-def _click_scorer(reranker, products):
-    """The re-ranker as the blender calls it: a scorer per answer, the shopper's features computed once."""
-    def for_answer(profile, slot):
-        shopper = Shopper.of(profile, products)
-        return lambda c, rank: reranker.predict(reranker.features(
-            products[c.item_id], c.source, c.score, rank, slot, shopper, products))
-    return for_answer
 
 
 shop = Shop()

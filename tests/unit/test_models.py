@@ -2,6 +2,7 @@ import math
 import pickle
 import random
 import zlib
+from types import SimpleNamespace
 
 import pytest
 
@@ -194,6 +195,13 @@ def test_reranker_learns_position_bias():
     first = ReRanker.features(items[0], "cf", 0.5, 0, "home", None, CATALOG)
     later = ReRanker.features(items[0], "cf", 0.5, 5, "home", None, CATALOG)
     assert model.predict(first) > model.predict(later)
+
+    # the blender's scorer gives exactly the prediction from the shopper's whole profile
+    user = session_profile(views("w1", "w2", "f1"), start=T0)
+    score = model.scorer(CATALOG)(user, "home")
+    for rank, item in enumerate(items):
+        c = SimpleNamespace(item_id=item.item_id, source="cf", score=0.5)
+        assert score(c, rank) == model.predict(ReRanker.features(item, "cf", 0.5, rank, "home", user, CATALOG))
 
 
 # Collaborative ------------------------------------------------------------------------------
