@@ -23,6 +23,7 @@ without one; re-ranker: clicks on served recommendations and the items shown abo
 
 from __future__ import annotations
 
+import functools
 import json  # noqa: F401  (used by the doctest)
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -30,7 +31,7 @@ from typing import Any, Mapping
 from persona.catalog import Product
 from persona.covisit import pair_updates
 from persona.events import Event
-from persona.models import ReRanker, session_features
+from persona.models import ReRanker, Shopper, session_features
 from persona.profile import Profile
 
 __all__ = ["Effects", "process", "aggregate_only", "CF_WEIGHTS"]
@@ -83,9 +84,11 @@ def _attribute(profile: Profile, event: Event, catalog: Mapping[str, Product]) -
     examples: list[dict] = []
     feedback: list[tuple[str, str, str, float, float]] = []  # source, slot, kind, amount, ts
 
+    shopper = functools.cache(lambda: Shopper.of(profile, catalog))  # ``recent`` does not change here
+
     def example(item_id: str, source: str, position: int, slot: str | None, label: bool) -> None:
         if item_id in catalog:
-            x = ReRanker.features(catalog[item_id], source, 0.0, position, slot, profile, catalog)
+            x = ReRanker.features(catalog[item_id], source, 0.0, position, slot, shopper(), catalog)
             examples.append({"model": "reranker", "features": x, "label": label})
 
     def shown(item_id: str) -> tuple[dict, list] | None:
