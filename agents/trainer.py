@@ -53,11 +53,12 @@ class TrainerProcess:
             raise
 
     async def learn(self, record: bytes) -> None:
-        newer = {name: dumps(snapshot) for name, snapshot in models.data.items()
+        newer = {name: snapshot for name, snapshot in models.data.items()
                  if snapshot.version > self.offered.get(name, -1)}
         if newer:  # another worker trained (a rebalance, a restart): continue from its snapshots
-            await self.call(training.catch_up_with, newer)
-            self.offered.update({name: models.data[name].version for name in newer})
+            await self.call(training.catch_up_with, {name: dumps(snapshot) for name, snapshot in newer.items()})
+            # the versions handed over, not what the copy holds by now (it may have changed meanwhile)
+            self.offered.update({name: snapshot.version for name, snapshot in newer.items()})
         for message in await self.call(training.learn_record, record):
             logger.warning(message)
 
