@@ -1,5 +1,5 @@
 """From ``persona.events`` to state: validate, dead-letter, dedupe, fold into the profile, and
-send on what follows (see :func:`persona.pipeline.process`) to the item-keyed agents here and to
+send on what follows (see :func:`persona.pipeline.process`) to the aggregates agent here and to
 the trainer.
 
 Events must be keyed by user id with Kafka's default (murmur2) partitioner, so that a user's
@@ -8,7 +8,7 @@ events, profile and HTTP route all agree on one partition. An event found on ano
 
 Every event is applied to the shopper's profile at once (reads see it through the write-behind
 cache, :mod:`persona.tables.cache`). What it sends on is summed in an :class:`Outbox` until the
-next flush: one record per partition of each item-keyed topic, not one per item and event. The
+next flush: one record per partition of the aggregates topic, not one per item and event. The
 events are acknowledged after the flush, so a crash replays them rather than losing their effects.
 """
 
@@ -32,11 +32,10 @@ from persona.covisit import apply_updates
 from persona.events import Event, InvalidEvent, parse_event
 from persona.pipeline import Effects, aggregate_only, process
 from persona.profile import Profile
-from persona.tables.cache import WriteBehind
+from persona.tables.cache import AckAfter, WriteBehind
 from persona.tables.state import CACHED_TABLES, catalog, item_stats, neighbours, profiles, strategy_stats
 
-__all__ = ["ingest", "count_item_signals", "count_covisits", "count_feedback", "counters", "owner_partition",
-           "Outbox", "flush_tables"]
+__all__ = ["ingest", "fold_aggregates", "counters", "owner_partition", "Outbox", "flush_tables"]
 
 logger = logging.getLogger(__name__)
 
@@ -54,14 +53,19 @@ def owner_partition(key: str, partitions: int = settings.partitions) -> int:
     return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
+AGGREGATES = ("item_signals", "covisit", "feedback")  # what the aggregates topic carries, per key
+
+
 class Outbox:
-    """What the events since the last flush send on, summed per key and grouped per partition.
+    """What the events since the last flush send on, summed per key and grouped per partition:
+    one record per partition of the aggregates topic, ``{kind: {key: entries}}``, and the training
+    examples in event order.
 
     >>> box = Outbox(partitions=2)
     >>> box.add(Effects(True, item_signals=[("a", "view_item", 1, 10.0), ("a", "purchase", 1, 11.0)],
     ...                 covisit=[("a", "b", 0.5), ("a", "b", 0.25)]))
-    >>> box.records(topic_of={"item_signals": "S", "covisit": "C", "feedback": "F", "training": "T"})
-    [('S', 0, {'a': [['view_item', 1, 10.0], ['purchase', 1, 11.0]]}), ('C', 0, {'a': {'b': 0.75}})]
+    >>> box.records(aggregates="A", training="T")
+    [('A', 0, {'item_signals': {'a': [['view_item', 1, 10.0], ['purchase', 1, 11.0]]}, 'covisit': {'a': {'b': 0.75}}})]
     """
 
     def __init__(self, partitions: int = settings.partitions):
@@ -82,24 +86,18 @@ class Outbox:
             self.feedback.setdefault(f"{source}|{slot}", []).append([kind, amount, ts])
         self.examples += fx.examples
 
-    def _by_partition(self, name: str, per_key: dict) -> list[tuple[str, int, dict]]:
-        groups: dict[int, dict] = defaultdict(dict)
-        for key, value in per_key.items():
-            groups[owner_partition(key, self.partitions)][key] = value
-        return [(name, p, groups[p]) for p in sorted(groups)]
-
-    def records(self, topic_of: dict[str, Any]) -> list[tuple[Any, int | None, Any]]:
-        out = [rec for name in ("item_signals", "covisit", "feedback")
-               for rec in self._by_partition(name, getattr(self, name))]
+    def records(self, aggregates: Any, training: Any) -> list[tuple[Any, int | None, Any]]:
+        by_partition: dict[int, dict[str, dict]] = defaultdict(dict)
+        for kind in AGGREGATES:
+            for key, value in getattr(self, kind).items():
+                by_partition[owner_partition(key, self.partitions)].setdefault(kind, {})[key] = value
+        out: list[tuple[Any, int | None, Any]] = [(aggregates, p, by_partition[p]) for p in sorted(by_partition)]
         if self.examples:
-            out.append(("training", None, self.examples))
-        return [(topic_of[name], p, value) for name, p, value in out]
-
+            out.append((training, None, self.examples))
+        return out
 
     async def send(self) -> None:
-        topic_of = {"item_signals": topics.item_signals, "covisit": topics.covisit, "feedback": topics.feedback,
-                    "training": topics.training}
-        for topic, partition, value in self.records(topic_of):
+        for topic, partition, value in self.records(topics.aggregates, topics.training):
             await topic.send(key=b"batch", value=orjson.dumps(value), partition=partition)
         for topic, key, value, partition in self.later:
             await topic.send(key=key, value=value, partition=partition)
@@ -228,7 +226,7 @@ def control(raw: bytes, event) -> None:
         counters["merged"] += 1
 
 
-# The item-keyed agents: each record is {key: entries} for the keys of its partition (see Outbox).
+# The aggregate tables: each record is {kind: {key: entries}} for the keys of its partition (see Outbox).
 
 def add_item_signals(stats: dict | None, entries: list) -> dict:
     """Per item: counts per event name (best-sellers) and event-time windows (trending).
@@ -257,40 +255,54 @@ def add_covisits(stats: dict | None, entries: dict) -> dict:
     return apply_updates(stats or {}, [(other, float(w)) for other, w in entries.items()])
 
 
-async def fold(stream, cache: WriteBehind, update: Callable[[Any, Any], Any]) -> None:
-    stream = stream.noack()
-    async for event in stream.events():
-        try:
-            batch = orjson.loads(event.value)
-            if not isinstance(batch, dict):
-                raise TypeError(f"expected an object of keys, got {type(batch).__name__}")
-        except (orjson.JSONDecodeError, TypeError) as err:
-            logger.warning("ignoring malformed record %r on %s: %s", (event.value or b"")[:200],
-                           event.message.topic, err)
-            batch = {}
-        for key, entries in batch.items():
+def fold(batch: Any, event: Any) -> list[WriteBehind]:
+    """Fold one aggregates record into the caches; return those it changed. Bad parts are logged and skipped."""
+    if not isinstance(batch, dict):
+        raise TypeError(f"expected an object of kinds, got {type(batch).__name__}")
+    touched = []
+    for kind, per_key in batch.items():
+        cache, update = FOLDS.get(kind, (None, None))
+        if cache is None or not isinstance(per_key, dict):
+            logger.warning("ignoring %r entries on %s: unknown kind or not an object of keys", kind,
+                           event.message.topic)
+            continue
+        for key, entries in per_key.items():
             try:
                 cache.put(key, update(cache.load(key), entries), event)
             except (AttributeError, ValueError, TypeError) as err:
-                logger.warning("ignoring malformed entries for %r on %s: %s", key, event.message.topic, err)
-        cache.hold(stream, event)
-        if cache.full:
-            await cache.flush()
+                logger.warning("ignoring malformed %s entries for %r: %s", kind, key, err)
+        touched.append(cache)
+    return touched
 
 
-@app.agent(topics.item_signals)
-async def count_item_signals(stream):
-    await fold(stream, item_stats, add_item_signals)
+@app.agent(topics.aggregates)
+async def fold_aggregates(stream):
+    """The item-keyed (and source|slot-keyed) tables, from the sums the ingest agent sends per flush.
+
+    A record is acknowledged once every cache it changed has flushed it.
+    """
+    stream = stream.noack()
+    async for event in stream.events():
+        try:
+            touched = fold(orjson.loads(event.value), event)
+        except (orjson.JSONDecodeError, TypeError) as err:
+            logger.warning("ignoring malformed record %r on %s: %s", (event.value or b"")[:200],
+                           event.message.topic, err)
+            touched = []
+        if not touched:
+            await stream.ack(event)
+            continue
+        acker = AckAfter(stream, len(touched))
+        for cache in touched:
+            cache.hold(acker, event)
+        for cache in touched:
+            if cache.full:
+                await cache.flush()
 
 
-@app.agent(topics.feedback)
-async def count_feedback(stream):
-    await fold(stream, strategy_stats, add_feedback)
-
-
-@app.agent(topics.covisit)
-async def count_covisits(stream):
-    await fold(stream, neighbours, add_covisits)
+FOLDS: dict[str, tuple[WriteBehind, Callable[[Any, Any], Any]]] = {
+    "item_signals": (item_stats, add_item_signals), "covisit": (neighbours, add_covisits),
+    "feedback": (strategy_stats, add_feedback)}
 
 
 @app.on_partitions_revoked.connect

@@ -10,7 +10,7 @@ from aiokafka.errors import TopicAlreadyExistsError
 from persona.agents.app import app, settings
 from persona.settings import Settings
 
-__all__ = ["events", "impressions", "control", "deletions", "interactions", "catalog", "dlq", "item_signals", "covisit", "feedback", "training", "models", "rules", "relations",
+__all__ = ["events", "impressions", "control", "deletions", "interactions", "catalog", "dlq", "aggregates", "training", "models", "rules", "relations",
            "ensure_topics"]
 
 logger = logging.getLogger(__name__)
@@ -25,9 +25,7 @@ interactions = app.topic(settings.events_topic, settings.impressions_topic, sett
                          key_type=bytes, value_type=bytes)
 catalog = app.topic(settings.catalog_topic, key_type=bytes, value_type=bytes)
 dlq = app.topic(settings.dlq_topic, key_type=bytes, value_type=bytes)
-item_signals = app.topic(settings.item_signals_topic, key_type=bytes, value_type=bytes)
-covisit = app.topic(settings.covisit_topic, key_type=bytes, value_type=bytes)
-feedback = app.topic(settings.feedback_topic, key_type=bytes, value_type=bytes)
+aggregates = app.topic(settings.aggregates_topic, key_type=bytes, value_type=bytes)
 training = app.topic(settings.training_topic, key_type=bytes, value_type=bytes)
 models = app.topic(settings.models_topic, key_type=bytes, value_type=bytes)
 rules = app.topic(settings.rules_topic, key_type=bytes, value_type=bytes)
@@ -56,9 +54,9 @@ def topic_specs(s: Settings) -> list[NewTopic]:
         NewTopic(s.control_topic, p, r, topic_configs=isr),  # likewise
         NewTopic(s.deletions_topic, 1, r, topic_configs=isr),
         NewTopic(s.dlq_topic, p, r, topic_configs=isr),
-        NewTopic(s.item_signals_topic, p, r, topic_configs=isr),
-        NewTopic(s.covisit_topic, p, r, topic_configs=isr),
-        NewTopic(s.feedback_topic, p, r, topic_configs=isr),
+        # One topic for the three aggregate tables: every partition of a subscribed topic is in each
+        # of the consumer's fetches, whose cost grows with their number (see BENCHMARKS.md).
+        NewTopic(s.aggregates_topic, p, r, topic_configs=isr),
         NewTopic(s.training_topic, 1, r, topic_configs=isr),  # one trainer: every example in one order
         NewTopic(s.catalog_topic, 1, r, topic_configs={**COMPACTED, **isr}),
         NewTopic(s.rules_topic, 1, r, topic_configs={**COMPACTED, **isr}),

@@ -350,8 +350,7 @@ def profile(pid: int, seconds: float, out: Path, rate: int = 100) -> Proc:
                  str(rate), "--gil", "--threads", "--nonblocking", "--format", "raw", "-o", str(out)], out.with_suffix(".log"))
 
 
-AGENTS = {"count_item_signals": "downstream agents and trainer", "count_covisits": "downstream agents and trainer",
-          "count_feedback": "downstream agents and trainer", "train (": "downstream agents and trainer",
+AGENTS = {"fold_aggregates": "downstream agents and trainer", "train (": "downstream agents and trainer",
           "(tables/replica.py)": "replicas (group-less copies of compacted topics)",
           "(aiohttp/": "HTTP server and views", "(web/": "HTTP server and views"}
 LAYERS = [  # the first frame from the root that matches decides

@@ -105,6 +105,23 @@ async def trials(dep: common.Deployment, worker: common.Worker, args) -> dict:
     return out
 
 
+def noop_cpu(dep: common.Deployment, seconds: float = 15.0) -> float:
+    """Cores used by the Faust no-op agent (benchmarks/noop_app.py) reading the events topic while
+    the background traffic goes on: the framework's own cost at this rate, without persona."""
+    (dep.dir / "data").mkdir(exist_ok=True)
+    env = {"NOOP_APP_ID": f"bench-noop-{dep.tag}", "NOOP_TOPIC": dep.settings.events_topic, "NOOP_EVENTS": str(10**12),
+           "NOOP_BOOTSTRAP": dep.settings.bootstrap, "NOOP_DATADIR": str(dep.dir / "data" / "noop"),
+           "NOOP_RESULT": str(dep.dir / "noop.json"), "NOOP_OFFSET_RESET": "latest"}
+    proc = common.Proc([sys.executable, str(HERE / "noop_app.py"), "worker", "-l", "info"], dep.dir / "noop.log", env=env)
+    try:
+        time.sleep(10)  # started, joined its group, reading the new events
+        cpu0, t0 = common.cpu_seconds(proc.proc.pid), time.perf_counter()
+        time.sleep(seconds)
+        return (common.cpu_seconds(proc.proc.pid) - cpu0) / (time.perf_counter() - t0)
+    finally:
+        proc.stop()
+
+
 GC = "persona_gc_pause_seconds"
 
 
@@ -175,12 +192,16 @@ def main() -> None:
         wall = time.perf_counter() - t0
         c1, cpu1, busy, lag1 = worker.counters()["applied"], common.cpu_seconds(worker.pid), m.stop(), asyncio.run(lag(dep))
         b1, gc1 = lag_buckets(worker), histogram(worker, GC)
+        worker.stop()
+        noop = noop_cpu(dep)
         traffic.stop()
         sent = [json.loads(line) for line in out.read_text().splitlines() if line.strip().startswith('{"sent"')]
         print(f"background traffic: {sent[-1] if sent else '?'} (asked for {args.rate:.0f}/s)")
         print(f"worker during the trials: applied {(c1 - c0) / wall:.0f} events/s, CPU {100 * (cpu1 - cpu0) / wall:.0f} % "
               f"of a core; machine CPU busy {100 * busy:.0f} %; events topic lag (end - committed) "
               f"{lag0[1] - lag0[0]} at the start, {lag1[1] - lag1[0]} at the end")
+        print(f"Faust no-op agent on the same traffic afterwards (the worker stopped): CPU {100 * noop:.0f} % of a core, "
+              f"{1000 * noop / args.rate:.2f} ms per event; the worker used {(cpu1 - cpu0) / wall / noop:.1f} x as much")
         n_ev = b1["+Inf"] - b0["+Inf"]
         print("events (background, trials, impressions) from their Kafka timestamp to the start of their processing "
               "in the worker (its persona_event_lag_seconds histogram): "

@@ -95,7 +95,8 @@ def run_noop(dep: common.Deployment, topic: str, n: int, timeout: float) -> dict
            "NOOP_RESULT": str(result)}
     (dep.dir / "data").mkdir(exist_ok=True)
     launched = time.time()
-    proc = common.Proc([sys.executable, str(Path(__file__).with_name("noop_app.py")), "worker", "-l", "warn"],
+    # -l info: at warn and above Faust lowers the root logger to DEBUG for its terminal spinner.
+    proc = common.Proc([sys.executable, str(Path(__file__).with_name("noop_app.py")), "worker", "-l", "info"],
                        dep.dir / "noop.log", env=env)
     try:
         deadline = time.monotonic() + timeout

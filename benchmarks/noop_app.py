@@ -25,6 +25,7 @@ app = faust.App(
     key_serializer="raw",
     value_serializer="raw",
     topic_partitions=8,
+    consumer_auto_offset_reset=os.environ.get("NOOP_OFFSET_RESET", "earliest"),  # "latest": only new traffic
 )
 topic = app.topic(os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes)
 N = int(os.environ["NOOP_EVENTS"])

@@ -11,6 +11,8 @@ Same start-up as ``persona worker`` (topics, then the Faust worker), plus, logge
 
 With ``TRACE_SWITCH_INTERVAL=S`` the interpreter's GIL switch interval is set to S seconds (an
 experiment: Faust's Kafka consumer runs in its own thread and needs the GIL to hand records over).
+With ``TRACE_GC_THRESHOLD=a,b,c`` the collector's thresholds are set (an experiment); every line
+also has the collector's figures: collections per generation and objects it tracks.
 With ``TRACE_CPROFILE=FILE`` the whole run is also profiled with cProfile (main-thread CPU time,
 call counts) and the stats written to FILE at exit. Used by benchmarks/ingest.py with ``--traced``.
 """
@@ -19,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import logging
 import os
@@ -64,6 +67,39 @@ async def wait_next_records(self, timeout):
 
 
 Stream.events = events
+slow: dict[str, list] = defaultdict(lambda: [0, 0.0, 0.0])  # callback -> [count, seconds, longest]
+
+
+def _callback_name(handle) -> str:
+    """A task's coroutine chain (outermost first, Faust's wrappers skipped), else the callback's name."""
+    task = getattr(handle._callback, "__self__", None)
+    if not isinstance(task, asyncio.Task):
+        return getattr(handle._callback, "__qualname__", repr(handle._callback))[:80]
+    chain, coro = [], task.get_coro()
+    while coro is not None and len(chain) < 12:
+        chain.append(getattr(coro, "__qualname__", type(coro).__name__))
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "ag_await", None)
+    skip = ("Service.", "App._task", "_wrapped", "Agent._execute", "maybe_async", "wait_for", "sleep")
+    return " > ".join(c for c in chain if not c.startswith(skip))[:120] or chain[0]
+
+
+def trace_slow_callbacks(threshold: float) -> None:
+    """Every event-loop callback of the main thread longer than ``threshold`` s: count, total, longest."""
+    import threading
+    main, run = threading.main_thread(), asyncio.events.Handle._run
+
+    def timed(self):
+        t0 = time.perf_counter()
+        try:
+            return run(self)
+        finally:
+            dt = time.perf_counter() - t0
+            if dt > threshold and threading.current_thread() is main:
+                entry = slow[_callback_name(self)]
+                entry[0] += 1
+                entry[1] += dt
+                entry[2] = max(entry[2], dt)
+    asyncio.events.Handle._run = timed
 Consumer._wait_next_records = wait_next_records
 
 
@@ -75,6 +111,20 @@ def main() -> None:
     args = ap.parse_args()
     if os.environ.get("TRACE_SWITCH_INTERVAL"):  # experiment: how often the GIL changes hands (default 5 ms)
         sys.setswitchinterval(float(os.environ["TRACE_SWITCH_INTERVAL"]))
+    if os.environ.get("TRACE_FETCH"):  # experiment: "min_bytes,max_wait_ms" for the group consumer
+        import aiokafka
+        fmb, fmw = map(int, os.environ["TRACE_FETCH"].split(","))
+        init = aiokafka.AIOKafkaConsumer.__init__
+
+        def patched(self, *a, **kw):
+            if kw.get("group_id"):
+                kw.update(fetch_min_bytes=fmb, fetch_max_wait_ms=fmw)
+            init(self, *a, **kw)
+        aiokafka.AIOKafkaConsumer.__init__ = patched
+    if os.environ.get("TRACE_SLOW_MS"):
+        trace_slow_callbacks(float(os.environ["TRACE_SLOW_MS"]) / 1000)
+    if os.environ.get("TRACE_GC_THRESHOLD"):
+        gc.set_threshold(*map(int, os.environ["TRACE_GC_THRESHOLD"].split(",")))
     os.environ.update(PERSONA_WEB_PORT=str(args.web_port), PERSONA_WEB_HOST="127.0.0.1",
                       PERSONA_DATADIR=args.datadir)
     from persona.agents.topics import ensure_topics
@@ -96,7 +146,10 @@ def main() -> None:
         pct = lambda q: round(1000 * s[min(len(s) - 1, int(q * len(s)))], 2) if s else None  # noqa: E731
         log.warning("TRACE %s", json.dumps({
             "t": time.time(), "streams": streams, "fetch": fetch,
-            "loop_lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0), "n": len(s)}}))
+            "loop_lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0), "n": len(s)},
+            "slow": {k: [v[0], round(v[1], 3), round(v[2], 3)] for k, v in sorted(slow.items(), key=lambda kv: -kv[1][1])[:8]},
+            "gc": {"collections": [g["collections"] for g in gc.get_stats()], "tracked": len(gc.get_objects()),
+                   "frozen": gc.get_freeze_count()}}))
         lags.clear()
 
     sys.argv = ["persona-worker", "--datadir", args.datadir, "worker", "--loglevel", "info"]

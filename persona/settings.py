@@ -36,10 +36,8 @@ class Settings:
     events_topic: str = "persona.events"
     catalog_topic: str = "persona.catalog"
     dlq_topic: str = "persona.events.dlq"
-    item_signals_topic: str = "persona.item-signals"
+    aggregates_topic: str = "persona.aggregates"  # per-partition sums for the item and strategy tables
     impressions_topic: str = "persona.impressions"
-    covisit_topic: str = "persona.covisit"
-    feedback_topic: str = "persona.feedback"
     control_topic: str = "persona.control"  # deletions and profile merges, keyed by user like events
     deletions_topic: str = "persona.deletions"  # the record of every deletion
     training_topic: str = "persona.training"

@@ -41,7 +41,7 @@ from faust.streams import _current_event
 from faust.types import TP
 from rocksdict import WriteBatch
 
-__all__ = ["WriteBehind", "MappingWriter", "StoreWriter", "as_event", "DELETED"]
+__all__ = ["WriteBehind", "MappingWriter", "StoreWriter", "AckAfter", "as_event", "DELETED"]
 
 DELETED = object()  # a pending deletion: a tombstone in the changelog at the next flush
 
@@ -219,3 +219,28 @@ class StoreWriter:
     def _persisted(self, partition: int, future: asyncio.Future) -> None:
         if not future.cancelled() and future.exception() is None:
             self.store.set_persisted_offset(TP(self.topic, partition), future.result().offset)
+
+
+class AckAfter:
+    """Stands in for a stream when several caches hold one event: the event is acknowledged when
+    the last of them has flushed (:meth:`WriteBehind.hold` takes it in place of the stream).
+
+    >>> class Stream:
+    ...     acked = []
+    ...     async def ack(self, event):
+    ...         self.acked.append(event)
+    >>> stream = Stream()
+    >>> shared = AckAfter(stream, holders=2)
+    >>> asyncio.run(shared.ack("e1")); stream.acked
+    []
+    >>> asyncio.run(shared.ack("e1")); stream.acked
+    ['e1']
+    """
+
+    def __init__(self, stream: Any, holders: int):
+        self.stream, self.left = stream, holders
+
+    async def ack(self, event: Any) -> None:
+        self.left -= 1
+        if self.left == 0:
+            await self.stream.ack(event)

@@ -2,7 +2,7 @@
 
 Models are reset by the trainer: a ``reset`` message on the training topic, in order with the
 examples, makes it replace them by fresh ones versioned above the last snapshot, published at its
-next tick. Engagement is reset by a ``reset`` entry for every ``source|slot`` key on the feedback
+next tick. Engagement is reset by a ``reset`` entry for every ``source|slot`` key on the aggregates
 topic, in order with that key's counts; keys first counted after the request keep their counts.
 """
 
@@ -67,8 +67,8 @@ async def reset_models(names: list[str]) -> None:
 
 
 async def reset_engagement() -> int:
-    """Send a reset for every engagement key known here, as the feedback topic carries counts:
-    ``{key: [[kind, amount, ts], ...]}`` on the key's partition. How many keys."""
+    """Send a reset for every engagement key known here, as the aggregates topic carries counts:
+    ``{"feedback": {key: [[kind, amount, ts], ...]}}`` on the key's partition. How many keys."""
     box, now = Outbox(), time.time()
     for key in strategy_stats_everywhere.data:
         box.feedback[key] = [[feedback.RESET, 0, now]]

@@ -65,7 +65,7 @@ def test_faust_reads_every_broker_of_the_url():
 
 def test_topics_are_the_topic_settings_with_distinct_names():
     s = Settings()
-    assert {"events_topic", "catalog_topic", "dlq_topic", "item_signals_topic"} <= set(TOPICS)
+    assert {"events_topic", "catalog_topic", "dlq_topic", "aggregates_topic"} <= set(TOPICS)
     assert set(TOPICS) == {f.name for f in fields(Settings) if f.name.endswith("_topic")}
     names = [getattr(s, t) for t in TOPICS]
     assert len(set(names)) == len(names)

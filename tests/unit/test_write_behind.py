@@ -11,7 +11,7 @@ import pytest
 from faust.streams import current_event
 from faust.types import TP
 
-from persona.tables.cache import StoreWriter, WriteBehind, as_event
+from persona.tables.cache import AckAfter, StoreWriter, WriteBehind, as_event
 
 
 class RecordingTable(dict):
@@ -209,3 +209,17 @@ async def test_a_rocksdb_table_gets_the_bytes_and_partitions_faust_would_write(r
     await asyncio.sleep(0)
     assert "u1" not in store and producer.sent[-1] == (topic, store._encode_key("u1"), None, 1)
     assert store.persisted_offset(TP(topic, 1)) == 1  # the partition's last acknowledged record
+
+
+async def test_an_event_held_by_two_caches_is_acknowledged_after_both_flushed():
+    log: list = []
+    stream, first, second = RecordingStream(log), WriteBehind(RecordingTable()), WriteBehind(RecordingTable())
+    shared = AckAfter(stream, holders=2)
+    first.put("item", 1, event(7))
+    second.put("source|slot", 2, event(7))
+    first.hold(shared, event(7))
+    second.hold(shared, event(7))
+    await first.flush()
+    assert log == []  # the second cache has not written its part yet
+    await second.flush()
+    assert log == [("ack", 7)]
