@@ -60,6 +60,7 @@ bench: venv
 	$(BIN)/python benchmarks/ingest.py --events 50000 --bootstrap 127.0.0.1:19092 --save-rate .local/bench/ingest-rate.json
 	$(BIN)/python benchmarks/freshness.py --bootstrap 127.0.0.1:19092 --half-of .local/bench/ingest-rate.json
 	$(BIN)/python benchmarks/freshness.py --bootstrap 127.0.0.1:19092 --rate 250
+	$(BIN)/python benchmarks/noop_rate.py --bootstrap 127.0.0.1:19092 --rates 20,250,650 --topics 1,8
 	$(BIN)/python benchmarks/serving.py --bootstrap 127.0.0.1:19092
 	$(BIN)/python benchmarks/chaos.py --events 50000 --bootstrap 127.0.0.1:19092 --scenario kill
 	$(BIN)/python benchmarks/state.py --users 100000 --bootstrap 127.0.0.1:19092 --instance-id w1

@@ -27,7 +27,7 @@ app = faust.App(
     topic_partitions=8,
     consumer_auto_offset_reset=os.environ.get("NOOP_OFFSET_RESET", "earliest"),  # "latest": only new traffic
 )
-topic = app.topic(os.environ["NOOP_TOPIC"], key_type=bytes, value_type=bytes)
+topic = app.topic(*os.environ["NOOP_TOPIC"].split(","), key_type=bytes, value_type=bytes)  # one or more
 N = int(os.environ["NOOP_EVENTS"])
 
 

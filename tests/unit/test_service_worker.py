@@ -26,3 +26,19 @@ def test_a_quiet_worker_does_not_build_debug_records(restored_logging, worker_cl
     worker = (worker_class or app.conf.Worker)(app, loglevel="warning", redirect_stdouts=False)
     worker._setup_logging()
     assert restored_logging.level == expected  # faust.Worker: the case the persona worker avoids
+
+
+async def test_the_worker_collects_the_young_generation_less_often(monkeypatch):
+    import gc
+
+    async def faust_first_start(self):  # Faust's own: workdir, logging, signal handlers
+        started.append(self)
+
+    started, before = [], gc.get_threshold()
+    monkeypatch.setattr(faust.Worker, "on_first_start", faust_first_start)
+    worker = app.conf.Worker(app, loglevel="info", redirect_stdouts=False)
+    try:
+        await worker.on_first_start()
+        assert gc.get_threshold() == (worker.YOUNG_GC_THRESHOLD, *before[1:]) and started == [worker]
+    finally:
+        gc.set_threshold(*before)
