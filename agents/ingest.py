@@ -143,16 +143,26 @@ async def handle(event) -> None:
     EVENT_LAG_SECONDS.observe(max(time.time() - message.timestamp, 0.0))
     if message.topic == settings.control_topic:
         return control(message.value, event)
+    where = f"{message.topic}/{message.partition}/{message.offset}"
+    if message.topic != settings.impressions_topic:
+        return await handle_one(message.value or b"", event, where, served=False)
+    lines = (message.value or b"").split(b"\n")  # the views batch the lists they serve, one a line
+    for n, raw in enumerate(lines):
+        await handle_one(raw, event, f"{where} line {n + 1}" if len(lines) > 1 else where, served=True)
+
+
+async def handle_one(raw: bytes, event, where: str, served: bool) -> None:
+    message = event.message
     try:
-        e = parse_event(message.value or b"")
+        e = parse_event(raw)
     except InvalidEvent as err:
-        return await dead_letter(message.key, message.value, str(err),
-                                 f"{message.topic}/{message.partition}/{message.offset}")
+        return await dead_letter(message.key, raw, str(err), where)
     owner = owner_partition(e.user_id)
     if message.partition != owner:
         counters["repartitioned"] += 1
-        return await topics.events.send(key=e.user_id.encode(), value=message.value, partition=owner)
-    apply(e, event, served=message.topic == settings.impressions_topic)
+        topic = topics.impressions if served else topics.events
+        return await topic.send(key=e.user_id.encode(), value=raw, partition=owner)
+    apply(e, event, served=served)
 
 
 def apply(e: Event, event, served: bool) -> None:

@@ -65,12 +65,27 @@ def _text(raw: bytes | None) -> Any:
         return {"base64": base64.b64encode(raw).decode()}
 
 
+def _json_or_text(raw: bytes) -> Any:
+    """JSON, a list for one JSON document a line (the served lists), else text."""
+    for decode in (orjson.loads, lambda v: [orjson.loads(line) for line in v.split(b"\n")]):
+        try:
+            return decode(raw)
+        except orjson.JSONDecodeError:
+            pass
+    return _text(raw)
+
+
 def decode_record(rec) -> dict[str, Any]:
-    """A consumer record as one JSON-ready object (values that are JSON stay JSON)."""
-    try:
-        value = orjson.loads(rec.value) if rec.value is not None else None
-    except orjson.JSONDecodeError:
-        value = _text(rec.value)
+    """A consumer record as one JSON-ready object (values that are JSON stay JSON).
+
+    >>> rec = lambda value: type("Record", (), {"topic": "t", "partition": 0, "offset": 1, "timestamp": 0,
+    ...                                         "key": b"k", "headers": (), "value": value})
+    >>> decode_record(rec(b'{"user_id": "u1"}'))["value"], decode_record(rec(b'{"a": 1}\\n{"a": 2}'))["value"]
+    ({'user_id': 'u1'}, [{'a': 1}, {'a': 2}])
+    >>> decode_record(rec(b"plain"))["value"]
+    'plain'
+    """
+    value = _json_or_text(rec.value) if rec.value is not None else None
     return {
         "topic": rec.topic,
         "partition": rec.partition,
@@ -82,11 +97,15 @@ def decode_record(rec) -> dict[str, Any]:
     }
 
 
-def _matches_user(record: dict[str, Any], user: str | None) -> bool:
-    if user is None:
-        return True
+def _for_user(record: dict[str, Any], user: str | None) -> dict[str, Any] | None:
+    """The record if it concerns ``user`` (a batch: only that user's lines), else None."""
     value = record["value"]
-    return record["key"] == user or (isinstance(value, dict) and value.get("user_id") == user)
+    if user is None or record["key"] == user or (isinstance(value, dict) and value.get("user_id") == user):
+        return record
+    if isinstance(value, list):
+        mine = [v for v in value if isinstance(v, dict) and v.get("user_id") == user]
+        return {**record, "value": mine} if mine else None
+    return None
 
 
 async def tail(s: Settings, topic: str, from_beginning: bool, user: str | None, limit: int | None,
@@ -110,8 +129,8 @@ async def tail(s: Settings, topic: str, from_beginning: bool, user: str | None, 
             for records in batch.values():
                 last = time.monotonic()
                 for rec in records:
-                    out = decode_record(rec)
-                    if _matches_user(out, user):
+                    out = _for_user(decode_record(rec), user)
+                    if out is not None:
                         yield out
                         seen += 1
                         if limit is not None and seen >= limit:

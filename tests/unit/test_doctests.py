@@ -13,7 +13,7 @@ import pytest
 import persona
 
 MODULES = ["persona"] + sorted(m.name for m in pkgutil.walk_packages(persona.__path__, prefix="persona."))
-MODULES += ["persona.tables.cache", "persona.agents.ingest"]  # shipped from tables/ and agents/
+MODULES += ["persona.tables.cache", "persona.agents.ingest", "persona.agents.tools"]  # shipped from tables/ and agents/
 
 
 def test_the_modules_are_discovered():
