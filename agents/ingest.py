@@ -143,19 +143,19 @@ async def handle(event) -> None:
     EVENT_LAG_SECONDS.observe(max(time.time() - message.timestamp, 0.0))
     if message.topic == settings.control_topic:
         return control(message.value, event)
-    where = f"{message.topic}/{message.partition}/{message.offset}"
     if message.topic != settings.impressions_topic:
-        return await handle_one(message.value or b"", event, where, served=False)
+        return await handle_one(message.value or b"", event, served=False)
     lines = (message.value or b"").split(b"\n")  # the views batch the lists they serve, one a line
     for n, raw in enumerate(lines):
-        await handle_one(raw, event, f"{where} line {n + 1}" if len(lines) > 1 else where, served=True)
+        await handle_one(raw, event, served=True, line=n + 1 if len(lines) > 1 else None)
 
 
-async def handle_one(raw: bytes, event, where: str, served: bool) -> None:
+async def handle_one(raw: bytes, event, served: bool, line: int | None = None) -> None:
     message = event.message
     try:
         e = parse_event(raw)
     except InvalidEvent as err:
+        where = f"{message.topic}/{message.partition}/{message.offset}" + (f" line {line}" if line else "")
         return await dead_letter(message.key, raw, str(err), where)
     owner = owner_partition(e.user_id)
     if message.partition != owner:

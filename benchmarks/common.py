@@ -74,6 +74,13 @@ def cpu_seconds(pid: int) -> float:
     return own + sum(cpu_seconds(int(child)) for child in children)
 
 
+def cores_used(pid: int, seconds: float) -> float:
+    """Cores a process (and its children) used over the next ``seconds``."""
+    cpu0, t0 = cpu_seconds(pid), time.perf_counter()
+    time.sleep(seconds)
+    return (cpu_seconds(pid) - cpu0) / (time.perf_counter() - t0)
+
+
 class MachineLoad:
     """How busy all CPUs of the machine were between start() and stop() (other users' work included)."""
 
@@ -145,6 +152,31 @@ class Proc:
 
     def tail(self, n: int = 30) -> str:
         return "\n".join(self.log.read_text(errors="replace").splitlines()[-n:]) if self.log.exists() else ""
+
+
+def start_noop(dep: Deployment, topics: list[str], events: int = 10**12, offset_reset: str = "earliest",
+               loglevel: str = "info") -> Proc:
+    """The Faust no-op app (benchmarks/noop_app.py) of this deployment reading ``topics``; it writes
+    ``dep.dir / "noop.json"`` once it has seen ``events`` events. ``info`` by default: at warn and
+    above Faust lowers the root logger to DEBUG for its terminal spinner."""
+    (dep.dir / "data").mkdir(exist_ok=True)
+    env = {"NOOP_APP_ID": f"bench-noop-{dep.tag}", "NOOP_TOPIC": ",".join(topics), "NOOP_EVENTS": str(events),
+           "NOOP_BOOTSTRAP": dep.settings.bootstrap, "NOOP_DATADIR": str(dep.dir / "data" / "noop"),
+           "NOOP_RESULT": str(dep.dir / "noop.json"), "NOOP_OFFSET_RESET": offset_reset}
+    return Proc([sys.executable, str(Path(__file__).with_name("noop_app.py")), "worker", "-l", loglevel],
+                dep.dir / "noop.log", env=env)
+
+
+def start_traffic(dep: Deployment, topic: str, rate: float, timeout: float = 60) -> Proc:
+    """benchmarks/traffic.py producing to ``topic`` at ``rate`` events/s, returned once it sends
+    (it builds its events first); its reports go to ``dep.dir / "traffic.out"``."""
+    out = dep.dir / "traffic.out"
+    proc = Proc([sys.executable, str(Path(__file__).with_name("traffic.py")), "--bootstrap", dep.settings.bootstrap,
+                 "--topic", topic, "--rate", str(rate)], dep.dir / "traffic.log", stdout=open(out, "w"))
+    deadline = time.monotonic() + timeout
+    while "started" not in out.read_text() and time.monotonic() < deadline and proc.alive():
+        time.sleep(0.2)
+    return proc
 
 
 class Worker(Proc):

@@ -25,7 +25,6 @@ import argparse
 import asyncio
 import json
 import random
-import sys
 import time
 import uuid
 from pathlib import Path
@@ -36,7 +35,6 @@ from aiokafka import AIOKafkaProducer
 
 import common
 
-HERE = Path(__file__).parent
 
 
 def reflects(answer: dict) -> bool:
@@ -108,16 +106,10 @@ async def trials(dep: common.Deployment, worker: common.Worker, args) -> dict:
 def noop_cpu(dep: common.Deployment, seconds: float = 15.0) -> float:
     """Cores used by the Faust no-op agent (benchmarks/noop_app.py) reading the events topic while
     the background traffic goes on: the framework's own cost at this rate, without persona."""
-    (dep.dir / "data").mkdir(exist_ok=True)
-    env = {"NOOP_APP_ID": f"bench-noop-{dep.tag}", "NOOP_TOPIC": dep.settings.events_topic, "NOOP_EVENTS": str(10**12),
-           "NOOP_BOOTSTRAP": dep.settings.bootstrap, "NOOP_DATADIR": str(dep.dir / "data" / "noop"),
-           "NOOP_RESULT": str(dep.dir / "noop.json"), "NOOP_OFFSET_RESET": "latest"}
-    proc = common.Proc([sys.executable, str(HERE / "noop_app.py"), "worker", "-l", "info"], dep.dir / "noop.log", env=env)
+    proc = common.start_noop(dep, [dep.settings.events_topic], offset_reset="latest")
     try:
         time.sleep(10)  # started, joined its group, reading the new events
-        cpu0, t0 = common.cpu_seconds(proc.proc.pid), time.perf_counter()
-        time.sleep(seconds)
-        return (common.cpu_seconds(proc.proc.pid) - cpu0) / (time.perf_counter() - t0)
+        return common.cores_used(proc.pid, seconds)
     finally:
         proc.stop()
 
@@ -178,13 +170,8 @@ def main() -> None:
         dep.persona("topics")
         dep.persona("load-catalog")
         worker = common.Worker(dep, traced=args.traced).wait_ready()
-        traffic = common.Proc([sys.executable, str(HERE / "traffic.py"), "--bootstrap", s.bootstrap, "--topic",
-                               s.events_topic, "--rate", str(args.rate)], dep.dir / "traffic.log",
-                              stdout=open(dep.dir / "traffic.out", "w"))
+        traffic = common.start_traffic(dep, s.events_topic, args.rate)
         out = dep.dir / "traffic.out"
-        deadline = time.monotonic() + 60
-        while "started" not in out.read_text() and time.monotonic() < deadline and traffic.alive():
-            time.sleep(0.2)  # it builds its events first
         time.sleep(5)  # the worker settles under the background traffic
         c0, cpu0, m = worker.counters()["applied"], common.cpu_seconds(worker.pid), common.MachineLoad().start()
         lag0, t0, b0, gc0 = asyncio.run(lag(dep)), time.perf_counter(), lag_buckets(worker), histogram(worker, GC)

@@ -33,7 +33,6 @@ import argparse
 import asyncio
 import json
 import os
-import sys
 import time
 from collections import Counter
 from pathlib import Path
@@ -90,14 +89,8 @@ def logic_only(values: list[bytes]) -> dict:
 
 def run_noop(dep: common.Deployment, topic: str, n: int, timeout: float) -> dict:
     result = dep.dir / "noop.json"
-    env = {"NOOP_APP_ID": f"bench-noop-{dep.tag}", "NOOP_TOPIC": topic, "NOOP_EVENTS": str(n),
-           "NOOP_BOOTSTRAP": dep.settings.bootstrap, "NOOP_DATADIR": str(dep.dir / "data" / "noop"),
-           "NOOP_RESULT": str(result)}
-    (dep.dir / "data").mkdir(exist_ok=True)
     launched = time.time()
-    # -l info: at warn and above Faust lowers the root logger to DEBUG for its terminal spinner.
-    proc = common.Proc([sys.executable, str(Path(__file__).with_name("noop_app.py")), "worker", "-l", "info"],
-                       dep.dir / "noop.log", env=env)
+    proc = common.start_noop(dep, [topic], events=n)
     try:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and proc.alive():

@@ -15,15 +15,11 @@ from __future__ import annotations
 import argparse
 import asyncio
 import itertools
-import sys
 import time
-from pathlib import Path
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 
 import common
-
-HERE = Path(__file__).parent
 
 
 async def create_topics(bootstrap: str, names: list[str], partitions: int = 8) -> None:
@@ -39,17 +35,11 @@ def noop_cores(bootstrap: str, rate: float, topics: int, loglevel: str, seconds:
     dep = common.Deployment(bootstrap)
     names = [f"bench-{dep.tag}.t{i}" for i in range(topics)]
     asyncio.run(create_topics(bootstrap, names))
-    env = {"NOOP_APP_ID": f"bench-noop-{dep.tag}", "NOOP_TOPIC": ",".join(names), "NOOP_EVENTS": str(10**12),
-           "NOOP_BOOTSTRAP": bootstrap, "NOOP_DATADIR": str(dep.dir / "noop"), "NOOP_RESULT": str(dep.dir / "noop.json"),
-           "NOOP_OFFSET_RESET": "latest"}
-    noop = common.Proc([sys.executable, str(HERE / "noop_app.py"), "worker", "-l", loglevel], dep.dir / "noop.log", env=env)
-    traffic = common.Proc([sys.executable, str(HERE / "traffic.py"), "--bootstrap", bootstrap, "--topic", names[0],
-                           "--rate", str(rate)], dep.dir / "traffic.log") if rate else None
+    noop = common.start_noop(dep, names, offset_reset="latest", loglevel=loglevel)
+    traffic = common.start_traffic(dep, names[0], rate) if rate else None
     try:
-        time.sleep(10)  # the no-op has joined its group; the traffic is flowing
-        cpu0, t0 = common.cpu_seconds(noop.pid), time.perf_counter()
-        time.sleep(seconds)
-        return (common.cpu_seconds(noop.pid) - cpu0) / (time.perf_counter() - t0)
+        time.sleep(10)  # the no-op has joined its group and reads the traffic
+        return common.cores_used(noop.pid, seconds)
     finally:
         for proc in (traffic, noop):
             if proc:
