@@ -7,7 +7,7 @@ BIN := $(VENV)/bin
 LOCAL := .local
 export PERSONA_DATA ?= $(abspath ../shared/data)
 
-.PHONY: demo test unit integration venv kafka kafka-down tools worker stop clean help bench evaluate
+.PHONY: demo test unit integration venv kafka kafka-down tools worker stop clean help bench evaluate data
 
 help:
 	@echo "make demo   broker + worker + catalog + replayed traffic, then the URLs to open"
@@ -37,10 +37,15 @@ tools:
 	  command -v chromium >/dev/null || missing="$$missing chromium"; \
 	  if [ -n "$$missing" ]; then $(SUDO) apt-get update -qq && $(SUDO) apt-get install -y -qq $$missing; fi
 
+# The demo replays the shared data: say where it is missing before anything starts.
+data:
+	@test -f "$(PERSONA_DATA)/catalog/perfume_final.csv" || { echo "no shared data at $(PERSONA_DATA):" \
+	  "put the shared folder beside the repository (../shared/data) or set PERSONA_DATA=/path/to/data" >&2; exit 2; }
+
 worker: venv kafka
 	@scripts/demo.sh worker
 
-demo: venv kafka
+demo: data venv kafka
 	@scripts/demo.sh all
 
 stop:

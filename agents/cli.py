@@ -71,6 +71,8 @@ def load_catalog(path: Path | None) -> None:
     from persona.agents.tools import catalog_records, publish
 
     path = path or default_catalog_path()
+    if not path.is_file():
+        raise click.ClickException(f"no catalog at {path}: give a CSV, or set PERSONA_DATA to the shared data folder")
     products = read_catalog(path)
     s = _settings()
     n = asyncio.run(publish(s, s.catalog_topic, catalog_records(products), total=len(products), label="items"))
