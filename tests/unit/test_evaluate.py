@@ -10,13 +10,14 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from persona.catalog import data_dir
 from persona.datasets import Click, read_sessions
 from persona.evaluate import (
     POP, SKNN, SPOP, VSKNN, Blend, CoVisit, ItemKNN, SessionRecency, default_methods, evaluate, format_table,
     main, plot,
 )
 
-DATA = Path(__file__).resolve().parents[3] / "shared" / "data" / "sessions"
+DATA = data_dir() / "sessions"  # $PERSONA_DATA, else ../shared/data beside the repository
 YOOCHOOSE_TEST = DATA / "yoochoose-clicks-100k_test.txt"
 
 
