@@ -175,6 +175,7 @@ def apply(e: Event, event, served: bool) -> None:
         return
     if profile is None:
         if served:  # a list served to an unknown (or deleted) shopper creates no profile
+            counters["served_to_unknown"] += 1
             outbox.add(process(Profile(e.user_id), e, catalog.data, served=True))
             return
         profile = Profile(e.user_id)
