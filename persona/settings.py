@@ -53,6 +53,10 @@ class Settings:
     # ... and of the item tables (statistics, neighbours, feedback): other shoppers' signals may
     # trail a little longer, and an item changed by many events in that time is written once.
     item_flush_every: float = 2.0
+    # A blended answer is served again to the same question (same shopper, same profile version)
+    # for this long: the shopper's own events change the answer at once; other shoppers' signals
+    # (trending, best-sellers, co-visitation) already trail by up to item_flush_every.
+    answer_ttl: float = 2.0
     flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
     # A newly assigned table partition this many changelog records behind is copied in bulk before
     # Faust's per-record recovery replays the rest (persona.agents.restore).

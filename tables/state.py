@@ -138,10 +138,12 @@ class Shop:
     def _tick(self) -> tuple[int, int]:
         return catalog.version, int(time.monotonic() / self.REFRESH_EVERY)
 
-    def version(self) -> tuple:
+    def version(self, tick: bool = True) -> tuple:
         """Changes whenever what :meth:`sources` serves may have: a copy changed, or a tick passed
-        (item statistics and co-visitation count within the tick, like trending and best-sellers)."""
-        return (*self._tick(), relations.version, rules.version, models.version, self.index.precomputed)
+        (item statistics and co-visitation count within the tick, like trending and best-sellers);
+        without ``tick``, only the copies that change at once (catalog, relations, rules, models)."""
+        ticked = self._tick() if tick else (catalog.version,)
+        return (*ticked, relations.version, rules.version, models.version, self.index.precomputed)
 
     def best_sellers(self) -> list[tuple[str, float]]:
         ranker = self._cached("best_ranker", catalog.version, lambda: BestSellers(catalog.data.values()))

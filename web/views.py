@@ -86,22 +86,32 @@ def profile_version(stored: dict) -> tuple:
 
 
 class Answers:
-    """Blended answers per (user, profile version, request, sources version): the same question
-    within a tick of :class:`Shop` is answered once. Any event applied to the user's profile
-    changes the key, so a new view shows at once."""
+    """Blended answers per (user, profile version, request), each kept for ``ttl`` seconds while
+    the catalog, relations, rules and models stay as they were. Any event applied to the user's
+    profile changes the key, so a new view shows at once; other shoppers' signals show within
+    ``ttl`` (as they reach the item tables only every ``item_flush_every`` anyway).
 
-    def __init__(self, max_size: int = 50_000) -> None:
-        self.max_size = max_size
+    >>> answers, blends = Answers(ttl=2.0), []
+    >>> blend = lambda: blends.append(1) or len(blends)
+    >>> [answers.get(("u", 1), "v1", blend, now=t) for t in (0.0, 1.9, 2.1)]  # kept 2 s, then blended again
+    [1, 1, 2]
+    >>> answers.get(("u", 2), "v1", blend, now=2.2), answers.get(("u", 1), "v2", blend, now=2.3)  # new event, new model
+    (3, 4)
+    """
+
+    def __init__(self, ttl: float = settings.answer_ttl, max_size: int = 50_000) -> None:
+        self.ttl, self.max_size = ttl, max_size
         self._version: object = None
-        self._answers: dict[tuple, object] = {}
+        self._answers: dict[tuple, tuple[float, object]] = {}  # key -> (blended at, answer)
 
-    def get(self, key: tuple, version: object, compute):
+    def get(self, key: tuple, version: object, compute, now: float | None = None):
+        now = time.monotonic() if now is None else now
         if version != self._version or len(self._answers) >= self.max_size:
             self._version, self._answers = version, {}
         found = self._answers.get(key)
-        if found is None:
-            found = self._answers[key] = compute()
-        return found
+        if found is None or now - found[0] > self.ttl:
+            found = self._answers[key] = (now, compute())
+        return found[1]
 
 
 answers = Answers()
@@ -124,7 +134,7 @@ class RecommendationsView(CatalogView):
                                                         settings.allocation, settings.explore)
         key = (user_id, profile_version(stored) if stored else None, req.n, req.slot, req.item_id, req.category,
                req.variant)
-        out = answers.get(key, shop.version(), lambda: blend(profile, req, shop.sources()))
+        out = answers.get(key, shop.version(tick=False), lambda: blend(profile, req, shop.sources()))
         rec_id = uuid.uuid4().hex
         served_lists.add(user_id, rec_id, req.slot, req.variant, out.items)
         if out.intent is not None:

@@ -13,7 +13,8 @@ import pytest
 import persona
 
 MODULES = ["persona"] + sorted(m.name for m in pkgutil.walk_packages(persona.__path__, prefix="persona."))
-MODULES += ["persona.tables.cache", "persona.agents.ingest", "persona.agents.tools"]  # shipped from tables/ and agents/
+MODULES += ["persona.tables.cache", "persona.agents.ingest", "persona.agents.tools", "persona.agents.rebalance",
+            "persona.web.views"]  # shipped from tables/, agents/ and web/
 
 
 def test_the_modules_are_discovered():

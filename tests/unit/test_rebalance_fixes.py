@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import doctest
 from types import SimpleNamespace
 
 from aiokafka import TopicPartition
@@ -43,10 +42,6 @@ def seek(thread: SimpleNamespace) -> dict:
         return asyncio.run(rebalance._seek_to_committed(thread))
     finally:
         rebalance._original_seek_to_committed = original
-
-
-def test_doctests():
-    assert doctest.testmod(rebalance).failed == 0
 
 
 def test_stream_partitions_without_a_committed_offset_are_read_from_their_beginning():
