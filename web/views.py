@@ -97,17 +97,27 @@ class Answers:
     [1, 1, 2]
     >>> answers.get(("u", 2), "v1", blend, now=2.2), answers.get(("u", 1), "v2", blend, now=2.3)  # new event, new model
     (3, 4)
+
+    At ``max_size`` answers the expired ones go (all of them, if most are still fresh):
+
+    >>> small = Answers(ttl=2.0, max_size=2)
+    >>> _ = small.get("a", "v", blend, now=0.0), small.get("b", "v", blend, now=1.0), small.get("c", "v", blend, now=2.5)
+    >>> sorted(small._answers)
+    ['b', 'c']
     """
 
-    def __init__(self, ttl: float = settings.answer_ttl, max_size: int = 50_000) -> None:
+    def __init__(self, ttl: float = settings.answer_ttl, max_size: int = 10_000) -> None:
         self.ttl, self.max_size = ttl, max_size
         self._version: object = None
         self._answers: dict[tuple, tuple[float, object]] = {}  # key -> (blended at, answer)
 
     def get(self, key: tuple, version: object, compute, now: float | None = None):
         now = time.monotonic() if now is None else now
-        if version != self._version or len(self._answers) >= self.max_size:
+        if version != self._version:
             self._version, self._answers = version, {}
+        elif len(self._answers) >= self.max_size:
+            fresh = {k: v for k, v in self._answers.items() if now - v[0] <= self.ttl}
+            self._answers = fresh if len(fresh) <= self.max_size // 2 else {}
         found = self._answers.get(key)
         if found is None or now - found[0] > self.ttl:
             found = self._answers[key] = (now, compute())
