@@ -35,25 +35,23 @@ def consumer_thread(committed: dict, reset: str = "earliest") -> SimpleNamespace
     return SimpleNamespace(app=app, consumer=consumer, call_thread=call_thread, _ensure_consumer=lambda: consumer)
 
 
-def seek(thread: SimpleNamespace) -> dict:
-    original = rebalance._original_seek_to_committed
-    rebalance._original_seek_to_committed = lambda self: self.call_thread(self._ensure_consumer().seek_to_committed)
-    try:
-        return asyncio.run(rebalance._seek_to_committed(thread))
-    finally:
-        rebalance._original_seek_to_committed = original
+def seek(thread: SimpleNamespace, monkeypatch) -> dict:
+    """The patched seek, over the fake consumer's own ``seek_to_committed``."""
+    monkeypatch.setattr(rebalance, "_original_seek_to_committed",
+                        lambda self: self.call_thread(self._ensure_consumer().seek_to_committed))
+    return asyncio.run(rebalance._seek_to_committed(thread))
 
 
-def test_stream_partitions_without_a_committed_offset_are_read_from_their_beginning():
+def test_stream_partitions_without_a_committed_offset_are_read_from_their_beginning(monkeypatch):
     committed = {EVENTS[0]: 7, EVENTS[1]: None, EVENTS[2]: 0, CHANGELOG: None}
     thread = consumer_thread(committed)
-    assert seek(thread) == committed, "Faust still gets the committed offsets"
+    assert seek(thread, monkeypatch) == committed, "Faust still gets the committed offsets"
     assert thread.consumer.to_beginning == [EVENTS[1], EVENTS[2]]
 
 
-def test_nothing_moves_when_every_partition_is_committed_or_the_reset_is_latest():
+def test_nothing_moves_when_every_partition_is_committed_or_the_reset_is_latest(monkeypatch):
     for thread in consumer_thread({tp: 3 for tp in EVENTS}), consumer_thread({EVENTS[0]: None}, reset="latest"):
-        seek(thread)
+        seek(thread, monkeypatch)
         assert thread.consumer.to_beginning == []
 
 
