@@ -71,11 +71,8 @@ app = DurableApp(  # commits wait for the changelogs; see durability.py
     # The changelog and forwarded records share the event loop with the agents: let the
     # producer batch them instead of sending one request per record.
     producer_linger=0.01,
-    # Fetched records reach the agents partition after partition, and a partition is fetched again
-    # only once its buffered records are drained: with 1 MiB per partition (the default), ~40k
-    # backlogged events would pass before the item-keyed agents and the trainer get a record.
-    broker_max_poll_records=500,
-    consumer_max_fetch_size=64 * 1024,
+    broker_max_poll_records=settings.max_poll_records or None,
+    consumer_max_fetch_size=settings.fetch_bytes,
     producer_max_request_size=32 * 1024 * 1024,  # model snapshots (see topics.MODEL_BYTES)
     web_cors_options={origin.strip(): ResourceOptions(allow_headers="*", expose_headers="*", allow_methods="*")
                       for origin in settings.cors_origins.split(",") if origin.strip()},
