@@ -23,7 +23,6 @@ without one; re-ranker: clicks on served recommendations and the items shown abo
 
 from __future__ import annotations
 
-import functools
 import json  # noqa: F401  (used by the doctest)
 from dataclasses import dataclass, field
 from typing import Any, Mapping
@@ -84,11 +83,13 @@ def _attribute(profile: Profile, event: Event, catalog: Mapping[str, Product]) -
     examples: list[dict] = []
     feedback: list[tuple[str, str, str, float, float]] = []  # source, slot, kind, amount, ts
 
-    shopper = functools.cache(lambda: Shopper.of(profile, catalog))  # ``recent`` does not change here
+    shoppers: list[Shopper] = []  # built once, when the first example needs it (``recent`` does not change here)
 
     def example(item_id: str, source: str, position: int, slot: str | None, label: bool) -> None:
         if item_id in catalog:
-            x = ReRanker.features(catalog[item_id], source, 0.0, position, slot, shopper(), catalog)
+            if not shoppers:
+                shoppers.append(Shopper.of(profile, catalog))
+            x = ReRanker.features(catalog[item_id], source, 0.0, position, slot, shoppers[0], catalog)
             examples.append({"model": "reranker", "features": x, "label": label})
 
     def shown(item_id: str) -> tuple[dict, list] | None:
@@ -164,8 +165,10 @@ def process(profile: Profile, event: Event, catalog: Mapping[str, Product], serv
         return Effects(applied=True, examples=examples, feedback=feedback)
     examples = _intent_examples(profile, event, catalog)
     session_before = profile.session.get("id")
-    in_session = event.ts - profile.session.get("start", event.ts)
-    recent_before = [i for i, _, _ in reversed(profile.recent_items(event.ts, in_session))]  # oldest first
+    covisits = event.event_name in ("view_item", "select_item")
+    if covisits:  # what this session touched before: oldest first
+        in_session = event.ts - profile.session.get("start", event.ts)
+        recent_before = [i for i, _, _ in reversed(profile.recent_items(event.ts, in_session))]
     more, feedback = _attribute(profile, event, catalog)
     profile.apply(event)
     fx = Effects(applied=True, examples=examples + more, feedback=feedback)
@@ -176,6 +179,6 @@ def process(profile: Profile, event: Event, catalog: Mapping[str, Product], serv
         fx.item_signals.append((item.item_id, event.event_name, item.quantity or 1, event.ts))
         fx.examples.append({"model": "cf", "user": profile.user_id, "item": item.item_id,
                             "weight": CF_WEIGHTS[event.event_name]})
-        if same_session and event.event_name in ("view_item", "select_item"):
+        if same_session and covisits:
             fx.covisit += pair_updates(recent_before, item.item_id, event.ts, origin=COVISIT_ORIGIN)
     return fx
