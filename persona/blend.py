@@ -25,6 +25,7 @@ True
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
@@ -125,7 +126,7 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
                       for i, s in src.trending(family, req.n)]
         out["trending"] = trend
     bought = set(profile.purchased) if profile else set()
-    fill = [(i, s) for i, s in src.best if i not in exclude and i not in bought][: FILL_FACTOR * req.n]
+    fill = itertools.islice(((i, s) for i, s in src.best if i not in exclude and i not in bought), FILL_FACTOR * req.n)
     out["best_sellers"] = [Candidate(i, s, "best_sellers", ["best-seller"]) for i, s in fill]
     catalog = src.catalog
     for name, cands in out.items():

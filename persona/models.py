@@ -203,6 +203,35 @@ class _Classifier:
         """P(positive) in [0, 1]; 0.5 before any learning."""
         return float(self.model.predict_proba_one(dict(features)).get(True, 0.0))
 
+    def compiled(self):
+        """:meth:`predict` for the weights as they are now, as one plain function: the scaler, the
+        one-hot encoder and the dot product folded into one weight per feature (or category), ~10x
+        faster than River's pipeline. For a snapshot that serves and no longer learns.
+
+        >>> m = ReRanker()
+        >>> for n in range(50):
+        ...     m.learn({"source": "cf" if n % 3 else "content", "log_score": n / 50}, clicked=n % 3 == 0)
+        >>> x = {"source": "content", "log_score": 0.3}
+        >>> round(m.compiled()(x), 12) == round(m.predict(x), 12)
+        True
+        """
+        union, regression = self.model.steps.values()
+        scaler = next(iter(union.transformers.values())).steps["StandardScaler"]
+        weights, intercept = dict(regression.weights), regression.intercept
+        slope = {k: weights.get(k, 0.0) / v**0.5 for k, v in scaler.vars.items() if v}  # a zero variance scales to 0
+        shift = {k: -scaler.means[k] * a for k, a in slope.items()}
+        Number = numbers.Number
+
+        def predict(features: Mapping[str, Any]) -> float:
+            z = intercept
+            for k, v in features.items():
+                if isinstance(v, str):
+                    z += weights.get(f"{k}_{v}", 0.0)
+                elif isinstance(v, Number) and k in slope:
+                    z += slope[k] * v + shift[k]
+            return 0.0 if z < -30 else 1.0 if z > 30 else 1.0 / (1.0 + math.exp(-z))
+        return predict
+
     def _learn(self, features: Mapping[str, Any], y: bool) -> None:
         y_pred = self.predict(features)  # scored before learning: prequential
         self.log_loss.update(y, y_pred)
@@ -270,9 +299,11 @@ class ReRanker(_Classifier):
     def scorer(self, catalog: Mapping[str, Product]):
         """P(click) as the blender asks for it: ``scorer(profile, slot)`` gives one answer's scoring
         function ``(candidate, rank) -> P(click)``, the shopper's side of the features computed once."""
+        predict = self.compiled()
+
         def for_answer(profile: Profile | None, slot: str | None):
             shopper = Shopper.of(profile, catalog)
-            return lambda c, rank: self.predict(self.features(catalog[c.item_id], c.source, c.score, rank, slot,
+            return lambda c, rank: predict(self.features(catalog[c.item_id], c.source, c.score, rank, slot,
                                                               shopper, catalog))
         return for_answer
 

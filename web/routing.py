@@ -113,6 +113,15 @@ def _recovery_ended(tp: TP) -> bool:
     return end is None or end < 0 or (applied is not None and applied >= end)
 
 
+def _assigned(kind: str, tp: TP) -> bool:
+    """Whether ``tp`` is among this worker's ``actives`` or ``standbys``, without building the sets
+    of all of them as ``assigned_actives()`` does (a request asks once or twice)."""
+    assignment = getattr(app.assignor, "_assignment", None)
+    if assignment is None:
+        return tp in getattr(app.assignor, f"assigned_{kind}")()
+    return tp.partition in getattr(assignment, kind).get(tp.topic, ())
+
+
 def copy_state(partition: int) -> str | None:
     """``owner``, ``replica`` (a caught-up standby or recovering copy) or None: what this worker
     may answer from for ``partition``."""
@@ -127,13 +136,13 @@ def _copy_state(partition: int) -> str | None:
     if app.should_stop or profiles.should_stop:  # stopping: the store has let go of its databases
         return None
     tp = _changelog_tp(partition)
-    actives = app.assignor.assigned_actives()
-    if tp in actives:
+    active = _assigned("actives", tp)
+    if active:
         if partition not in _recovered and _recovery_ended(tp):
             _recovered.add(partition)
         if partition in _recovered and not _maybe_evicted():
             return "owner"
-    if (tp in actives or tp in app.assignor.assigned_standbys()) and _caught_up(tp):
+    if (active or _assigned("standbys", tp)) and _caught_up(tp):
         return "replica"
     return None
 

@@ -76,13 +76,18 @@ class ServedLists:
 served_lists = ServedLists()
 
 
-def profile_version(stored: dict) -> tuple:
+def profile_version(p: Profile) -> tuple:
     """Changes with every event applied to the profile (counts grow by one per event; merges, carts,
-    purchases and sessions show too), not with the impressions the worker logs."""
-    recent = stored.get("recent") or ()
-    return (sum(stored.get("counts", {}).values()), stored.get("last_seen"), len(recent),
-            tuple(recent[-1]) if recent else None, tuple(stored.get("cart", ())), len(stored.get("purchased", ())),
-            tuple(stored.get("session", {}).values()))
+    purchases and sessions show too), not with the impressions the worker logs.
+
+    >>> a = Profile("u", counts={"view_item": 1}, recent=[["x", 1.0, "view_item"]])
+    >>> b = Profile("u", counts={"view_item": 1}, recent=[["x", 1.0, "view_item"]], impressions={"r": {}})
+    >>> profile_version(a) == profile_version(b), profile_version(a) == profile_version(Profile("u"))
+    (True, False)
+    """
+    recent = p.recent
+    return (sum(p.counts.values()), p.last_seen, len(recent), tuple(recent[-1]) if recent else None,
+            tuple(p.cart), len(p.purchased), tuple(p.session.values()))
 
 
 class Answers:
@@ -127,6 +132,11 @@ class Answers:
 answers = Answers()
 
 
+def counted_blend(profile: Profile | None, req: BlendRequest):
+    counters["answers_blended"] += 1  # against "recommendations_served": how often an answer is kept
+    return blend(profile, req, shop.sources())
+
+
 @app.page("/recommendations/{user_id}")
 class RecommendationsView(CatalogView):
     async def get(self, request: Request, user_id: str) -> Response:
@@ -137,15 +147,15 @@ class RecommendationsView(CatalogView):
             return self.error(404, f"no item {req.item_id!r} in the catalog")
         if (forwarded := await forward_to_owner(self, request, user_id)) is not None:
             return forwarded
-        stored = profiles.get(user_id)
-        profile = Profile.from_dict(stored) if stored else None
+        profile = profiles.peek(user_id)  # the live object: blending only reads it
         session = profile.session if profile else {}
         req.variant = session.get("variant") or choose(session.get("id") or user_id, shop.variant_stats(),
                                                         settings.allocation, settings.explore)
-        key = (user_id, profile_version(stored) if stored else None, req.n, req.slot, req.item_id, req.category,
+        key = (user_id, profile_version(profile) if profile else None, req.n, req.slot, req.item_id, req.category,
                req.variant)
-        out = answers.get(key, shop.version(tick=False), lambda: blend(profile, req, shop.sources()))
+        out = answers.get(key, shop.version(tick=False), lambda: counted_blend(profile, req))
         rec_id = uuid.uuid4().hex
+        counters["recommendations_served"] += 1
         served_lists.add(user_id, rec_id, req.slot, req.variant, out.items)
         if out.intent is not None:
             counters[f"intent_{min(int(out.intent * 10), 9)}"] += 1

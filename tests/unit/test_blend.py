@@ -181,7 +181,9 @@ def shoppers(draw):
 def test_items_are_unique_known_never_excluded_and_filled_up(case):
     profile, req, best, gen = case
     src = Sources.of(CATALOG, best=best, **gen)
+    before = profile.to_json() if profile else None
     out = blend(profile, req, src)
+    assert (profile.to_json() if profile else None) == before  # serving blends the live profile: read only
     got = ids(out)
     excluded = {req.item_id} if req.item_id else set()
     if profile:

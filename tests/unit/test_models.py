@@ -201,7 +201,26 @@ def test_reranker_learns_position_bias():
     score = model.scorer(CATALOG)(user, "home")
     for rank, item in enumerate(items):
         c = SimpleNamespace(item_id=item.item_id, source="cf", score=0.5)
-        assert score(c, rank) == model.predict(ReRanker.features(item, "cf", 0.5, rank, "home", user, CATALOG))
+        expected = model.predict(ReRanker.features(item, "cf", 0.5, rank, "home", user, CATALOG))
+        assert score(c, rank) == pytest.approx(expected, rel=1e-9, abs=1e-12)
+
+
+@pytest.mark.parametrize("model_class", [ReRanker, IntentModel])
+def test_the_compiled_predictor_equals_the_river_pipeline(model_class):
+    rng = random.Random(11)
+    model = model_class()
+    for _ in range(400):
+        x = {"source": rng.choice(["cf", "content", "trending"]), "slot": rng.choice(["home", "cart"]),
+             "a": rng.gauss(3, 2), "b": rng.random(), "constant": 1.0}
+        model._learn(x, rng.random() < x["b"])
+    predict = model.compiled()
+    probes = [{"source": "cf", "slot": "home", "a": 2.0, "b": 0.5, "constant": 1.0},
+              {"source": "never seen", "slot": "home", "a": -40.0, "b": 9.0},  # unseen category, a missing key
+              {"new number": 5.0, "new text": "x"},  # nothing the model knows
+              {"a": 1e6, "b": 1e6}]  # saturates the sigmoid
+    probes += [{"source": rng.choice(["cf", "content"]), "a": rng.gauss(3, 4), "b": rng.random()} for _ in range(50)]
+    for x in probes:
+        assert predict(x) == pytest.approx(model.predict(x), rel=1e-9, abs=1e-12), x
 
 
 # Collaborative ------------------------------------------------------------------------------
