@@ -15,17 +15,16 @@ events are acknowledged after the flush, so a crash replays them rather than los
 from __future__ import annotations
 
 import asyncio
-import functools
 import logging
 import time
 from collections import Counter, defaultdict
 from typing import Any, Callable
 
 import orjson
-from aiokafka.partitioner import murmur2
 
 from persona import feedback, trending
 from persona.agents import topics
+from persona.agents.topics import owner_partition
 from persona.agents.app import app, settings
 from persona.agents.metrics import EVENT_LAG_SECONDS
 from persona.covisit import apply_updates
@@ -41,16 +40,6 @@ logger = logging.getLogger(__name__)
 
 counters: Counter[str] = Counter()  # this worker's own figures, for /health and logs
 positions: dict[tuple[str, int], int] = {}  # last offset processed per partition, for the lag
-
-
-@functools.lru_cache(maxsize=1 << 16)  # murmur2 is pure Python, and shoppers send many events
-def owner_partition(key: str, partitions: int = settings.partitions) -> int:
-    """The partition Kafka's default partitioner gives a record keyed by ``key``.
-
-    >>> owner_partition("u1", 8), owner_partition("u1", 8) == owner_partition("u1", 8)
-    (0, True)
-    """
-    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
 
 
 AGGREGATES = ("item_signals", "covisit", "feedback")  # what the aggregates topic carries, per key

@@ -2,18 +2,31 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 
 from aiokafka.admin import AIOKafkaAdminClient, NewTopic
 from aiokafka.errors import TopicAlreadyExistsError
+from aiokafka.partitioner import murmur2
 
 from persona.agents.app import app, settings
 from persona.settings import Settings
 
 __all__ = ["events", "impressions", "control", "deletions", "interactions", "catalog", "dlq", "aggregates", "training", "models", "rules", "relations",
-           "ensure_topics"]
+           "ensure_topics", "owner_partition"]
 
 logger = logging.getLogger(__name__)
+
+
+@functools.lru_cache(maxsize=1 << 16)  # murmur2 is pure Python, and shoppers send many events
+def owner_partition(key: str, partitions: int = settings.partitions) -> int:
+    """The partition Kafka's default partitioner gives a record keyed by ``key``.
+
+    >>> owner_partition("u1", 8), owner_partition("u1", 8) == owner_partition("u1", 8)
+    (0, True)
+    """
+    return (murmur2(key.encode()) & 0x7FFFFFFF) % partitions
+
 
 events = app.topic(settings.events_topic, key_type=bytes, value_type=bytes)
 impressions = app.topic(settings.impressions_topic, key_type=bytes, value_type=bytes)

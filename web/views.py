@@ -191,10 +191,9 @@ class UserView(ApiView):
     async def get(self, request: Request, user_id: str) -> Response:
         if (forwarded := await forward_to_owner(self, request, user_id)) is not None:
             return forwarded
-        stored = profiles.get(user_id)
-        if not stored:
+        profile = profiles.peek(user_id)
+        if profile is None:
             return self.error(404, f"no profile for user {user_id!r}", headers=served_here())
-        profile = Profile.from_dict(stored)
         src, now = shop.sources(), max(time.time(), profile.last_seen)
         intent = src.intent(profile, now) if src.intent else None
         return self.json({**asdict(profile), "intent": intent,  # every field, also those the stored form leaves out

@@ -13,7 +13,7 @@ import pytest
 import persona
 
 MODULES = ["persona"] + sorted(m.name for m in pkgutil.walk_packages(persona.__path__, prefix="persona."))
-MODULES += ["persona.tables.cache", "persona.agents.ingest", "persona.agents.tools", "persona.agents.rebalance",
+MODULES += ["persona.tables.cache", "persona.agents.ingest", "persona.agents.tools", "persona.agents.rebalance", "persona.agents.topics",
             "persona.web.views"]  # shipped from tables/, agents/ and web/
 
 
