@@ -64,13 +64,8 @@ class WriteBehind:
 
     def __init__(self, table: MutableMapping, encode: Callable[[Any], Any] = lambda v: v,
                  decode: Callable[[Any], Any] = lambda v: v, max_keys: int = 20_000, keep: int = 100_000,
-                 flush_every: float = 0.5, dump: Callable[[Any], bytes] | None = None,
-                 partition_of: Callable[[Any], int] | None = None):
+                 flush_every: float = 0.5, dump: Callable[[Any], bytes] | None = None):
         self.table, self.encode, self.decode, self.max_keys, self.keep = table, encode, decode, max_keys, keep
-        # The partition a key is written to, if known: a read then asks that partition's database
-        # only. Without it, Faust's table looks a key up outside a stream event in every open
-        # partition (a missing key, such as a new shopper's, in all of them).
-        self.partition_of = partition_of
         self.dump = dump or (lambda v: orjson.dumps(encode(v)))
         self.flush_every, self.flushed_at = flush_every, time.monotonic()
         self._pending: dict[Any, tuple[Any, Any]] = {}  # key -> (live object or DELETED, event)
@@ -94,7 +89,7 @@ class WriteBehind:
             return None if value is DELETED else value
         if key in self._flushed:
             return self._flushed.pop(key)  # back in _pending once put
-        stored = self._read(key)
+        stored = self.table.get(key)
         return None if stored is None else self.decode(stored)
 
     def get(self, key: Any, default: Any = None) -> Any:
@@ -102,7 +97,7 @@ class WriteBehind:
         if key in self._pending:
             value = self._pending[key][0]
             return default if value is DELETED else self.encode(value)
-        stored = self._read(key)
+        stored = self.table.get(key)
         return default if stored is None else stored
 
     def peek(self, key: Any) -> Any:
@@ -119,15 +114,8 @@ class WriteBehind:
             return None if value is DELETED else value
         if key in self._flushed:
             return self._flushed[key]
-        stored = self._read(key)  # not kept: it may be a standby's copy, which changes underneath
+        stored = self.table.get(key)  # not kept: it may be a standby's copy, which changes underneath
         return None if stored is None else self.decode(stored)
-
-    def _read(self, key: Any) -> Any:
-        store = getattr(self.table, "data", None)
-        if self.partition_of is None or not isinstance(store, RocksDBStore):
-            return self.table.get(key)
-        raw = store._db_for_partition(self.partition_of(key)).get(store._encode_key(key))
-        return None if raw is None else store._decode_value(raw)
 
     def put(self, key: Any, value: Any, event: Any) -> None:
         self._flushed.pop(key, None)

@@ -23,7 +23,6 @@ from typing import Sequence
 import orjson
 
 from persona.agents.app import app, settings
-from persona.agents.topics import owner_partition
 from persona.blend import Sources
 from persona.catalog import Product
 from persona.companions import Companions
@@ -56,10 +55,7 @@ def _table(name: str, help: str):
 
 
 def _cached(table, flush_every: float = settings.item_flush_every, **codecs) -> WriteBehind:
-    # Every table's keys are written in the partition Kafka's partitioner gives them (events are
-    # repartitioned by user, aggregates by item or source|slot).
-    return WriteBehind(table, max_keys=settings.flush_max_keys, flush_every=flush_every,
-                       partition_of=owner_partition, **codecs)
+    return WriteBehind(table, max_keys=settings.flush_max_keys, flush_every=flush_every, **codecs)
 
 
 profiles = _cached(_table("profiles", "user id -> profile"), flush_every=settings.flush_every,
