@@ -1,4 +1,4 @@
-"""Three faults of Faust 0.15.3 that rebalances with several workers run into, and their fixes.
+"""Four faults of Faust 0.15.3 that rebalances with several workers run into, and their fixes.
 
 1. Recovery crashes when a rebalance arrives while it runs. ``Recovery.on_rebalance`` re-adds the
    standby changelog partitions with no offset (None) and signals a new recovery; if that happens
@@ -22,15 +22,31 @@
    before it committed a partition's first records; the worker taking the partition over never
    processes them. The fix: after that seek, such stream partitions go back to their beginning
    (with ``consumer_auto_offset_reset="earliest"``, Faust's default, where they started anyway).
+
+4. Records fetched before the seek to committed offsets can be delivered after it, and then some
+   are never processed. The recovery resumes the stream partitions, then seeks them. In between,
+   the fetcher may already hand over a batch of them (the set of active partitions it filters
+   with is the one ``resume_partitions`` just grew), and one of its records may be waiting for
+   room in a full stream queue. The queues are cleared when the flow resumes; the record that
+   waited is delivered after the seek and moves the read offset past the records the seek asked
+   for again, so Faust drops those as already read. Nothing acknowledges the offsets that were
+   cleared, and Faust commits a partition only up to the first offset not acknowledged: it never
+   commits that partition again. The larger the fetches, the more likely. The fix: the stream
+   partitions are paused (in the set the batch is filtered with, so it stops at once), the seek
+   waits until the record being delivered, if it is theirs, is through, and fetching starts
+   again at the committed offsets.
 """
 
 from __future__ import annotations
 
+import asyncio
 import gc
+import time
 from typing import Any, Collection, Mapping
 
 import faust.stores.rocksdb
 from faust.tables.recovery import RebalanceAgain, Recovery
+from faust.transport.consumer import Consumer
 from faust.transport.drivers.aiokafka import AIOKafkaConsumerThread
 
 __all__ = ["install"]
@@ -72,6 +88,37 @@ async def _seek_to_committed(self):
     return committed
 
 
+_original_getmany = Consumer.getmany
+_original_perform_seek = Consumer.perform_seek
+DELIVERY_WAIT_SECONDS = 10.0
+
+
+async def _getmany(self, timeout: float):
+    # The fetcher asks for the next record only when it is through with the one before.
+    try:
+        async for tp, message in _original_getmany(self, timeout):
+            self.persona_delivering = tp
+            yield tp, message
+            self.persona_delivering = None
+    finally:
+        self.persona_delivering = None
+
+
+async def _perform_seek(self):
+    delivered = self._get_active_partitions(), self._buffered_partitions
+    paused = [{tp for tp in tps if not self._is_changelog_tp(tp)} for tps in delivered]
+    for tps, seeking in zip(delivered, paused):
+        tps.difference_update(seeking)
+    try:
+        deadline = time.monotonic() + DELIVERY_WAIT_SECONDS
+        while getattr(self, "persona_delivering", None) in paused[0] | paused[1] and time.monotonic() < deadline:
+            await asyncio.sleep(0.01)
+        await _original_perform_seek(self)
+    finally:
+        for tps, seeking in zip(delivered, paused):
+            tps.update(seeking)
+
+
 class _YoungGenerationGC:
     @staticmethod
     def collect(generation: int = 0) -> int:
@@ -84,4 +131,6 @@ class _YoungGenerationGC:
 def install() -> None:
     Recovery._seek_offsets = _seek_offsets
     AIOKafkaConsumerThread.seek_to_committed = _seek_to_committed
+    Consumer.getmany = _getmany
+    Consumer.perform_seek = _perform_seek
     faust.stores.rocksdb.gc = _YoungGenerationGC()

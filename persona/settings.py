@@ -58,11 +58,10 @@ class Settings:
     # (trending, best-sellers, co-visitation) already trail by up to item_flush_every.
     answer_ttl: float = 2.0
     flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
-    # Bytes per partition fetch, and records per hand-over to the agents (0: no limit). Faust's
-    # defaults (1 MiB, no limit) cost half as much per event in a backlog, but with them a worker
-    # restarted after kill -9 was seen to stop committing some partitions (BENCHMARKS.md, section 1).
-    fetch_bytes: int = 64 * 1024
-    max_poll_records: int = 500
+    # Bytes per partition fetch, and records per hand-over to the agents (0: no limit): Faust's and
+    # Kafka's defaults. 64 KiB / 500 cost twice as much per event in a backlog (BENCHMARKS.md, section 1).
+    fetch_bytes: int = 1024 * 1024
+    max_poll_records: int = 0
     # A newly assigned table partition this many changelog records behind is copied in bulk before
     # Faust's per-record recovery replays the rest (persona.agents.restore).
     bulk_restore_min_lag: int = 1_000

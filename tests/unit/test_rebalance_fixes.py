@@ -60,3 +60,70 @@ def test_install_replaces_the_consumer_threads_seek():
 
     import persona.agents.app  # noqa: F401  (installs the fixes)
     assert AIOKafkaConsumerThread.seek_to_committed is rebalance._seek_to_committed
+
+
+def fetching_consumer(active: set, delivering=None) -> SimpleNamespace:
+    """The state of Faust's consumer that the seek to committed offsets looks at."""
+    return SimpleNamespace(_get_active_partitions=lambda: active, _buffered_partitions=set(),
+                           _is_changelog_tp=lambda tp: tp.topic == CHANGELOG.topic,
+                           persona_delivering=delivering)
+
+
+def test_the_seek_runs_with_the_stream_partitions_paused_and_after_their_delivery(monkeypatch):
+    active = {*EVENTS, CHANGELOG}
+    consumer = fetching_consumer(active, delivering=EVENTS[1])
+    seen = {}
+
+    async def seek(self):
+        seen.update(active=set(active), delivering=self.persona_delivering)
+
+    async def run():
+        async def deliver():  # the record waiting for room in its stream's queue gets through
+            await asyncio.sleep(0.05)
+            consumer.persona_delivering = None
+        delivered = asyncio.create_task(deliver())
+        await rebalance._perform_seek(consumer)
+        await delivered
+
+    monkeypatch.setattr(rebalance, "_original_perform_seek", seek)
+    asyncio.run(run())
+    assert seen == {"active": {CHANGELOG}, "delivering": None}, "standbys keep flowing; streams wait"
+    assert active == {*EVENTS, CHANGELOG}, "every partition fetched again after the seek"
+
+
+def test_the_seek_does_not_wait_for_a_changelog_record(monkeypatch):
+    active = {*EVENTS, CHANGELOG}
+    consumer = fetching_consumer(active, delivering=CHANGELOG)
+    seeks = []
+
+    async def seek(self):
+        seeks.append(self.persona_delivering)
+
+    monkeypatch.setattr(rebalance, "_original_perform_seek", seek)
+    monkeypatch.setattr(rebalance, "DELIVERY_WAIT_SECONDS", 30.0)
+    asyncio.run(asyncio.wait_for(rebalance._perform_seek(consumer), timeout=1))
+    assert seeks == [CHANGELOG]
+
+
+def test_getmany_says_which_partition_is_being_delivered(monkeypatch):
+    async def batch(self, timeout):
+        for tp in EVENTS[:2]:
+            yield tp, f"record of {tp.partition}"
+
+    monkeypatch.setattr(rebalance, "_original_getmany", batch)
+    consumer = SimpleNamespace()
+
+    async def drain():
+        seen = []
+        async for tp, message in rebalance._getmany(consumer, 1.0):
+            seen.append((message, consumer.persona_delivering))
+        return seen, consumer.persona_delivering
+
+    assert asyncio.run(drain()) == ([("record of 0", EVENTS[0]), ("record of 1", EVENTS[1])], None)
+
+
+def test_install_replaces_the_consumers_seek_and_getmany():
+    from faust.transport.consumer import Consumer
+
+    import persona.agents.app  # noqa: F401
+    assert Consumer.perform_seek is rebalance._perform_seek and Consumer.getmany is rebalance._getmany
