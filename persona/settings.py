@@ -58,10 +58,12 @@ class Settings:
     # (trending, best-sellers, co-visitation) already trail by up to item_flush_every.
     answer_ttl: float = 2.0
     flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
-    # Bytes per partition fetch, and records per hand-over to the agents (0: no limit): Faust's and
-    # Kafka's defaults. 64 KiB / 500 cost twice as much per event in a backlog (BENCHMARKS.md, section 1).
-    fetch_bytes: int = 1024 * 1024
-    max_poll_records: int = 0
+    # Bytes per partition fetch, and records per hand-over to the agents (0: no limit). Small, for
+    # serving: with Faust's defaults (1 MiB, no limit) a worker applies 1.6 x the events per second
+    # in a backlog, but works it off in longer stretches, and GET p99 at 500 req/s was 2-3 x worse
+    # (BENCHMARKS.md, section 2). Both are safe after a kill -9 (persona.agents.rebalance, fault 4).
+    fetch_bytes: int = 64 * 1024
+    max_poll_records: int = 500
     # A newly assigned table partition this many changelog records behind is copied in bulk before
     # Faust's per-record recovery replays the rest (persona.agents.restore).
     bulk_restore_min_lag: int = 1_000
