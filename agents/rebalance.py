@@ -107,16 +107,16 @@ async def _getmany(self, timeout: float):
 async def _perform_seek(self):
     delivered = self._get_active_partitions(), self._buffered_partitions
     paused = [{tp for tp in tps if not self._is_changelog_tp(tp)} for tps in delivered]
-    for tps, seeking in zip(delivered, paused):
-        tps.difference_update(seeking)
+    for tps, stopped in zip(delivered, paused):
+        tps.difference_update(stopped)
+    seeking, deadline = paused[0] | paused[1], time.monotonic() + DELIVERY_WAIT_SECONDS
     try:
-        deadline = time.monotonic() + DELIVERY_WAIT_SECONDS
-        while getattr(self, "persona_delivering", None) in paused[0] | paused[1] and time.monotonic() < deadline:
+        while getattr(self, "persona_delivering", None) in seeking and time.monotonic() < deadline:
             await asyncio.sleep(0.01)
         await _original_perform_seek(self)
     finally:
-        for tps, seeking in zip(delivered, paused):
-            tps.update(seeking)
+        for tps, resumed in zip(delivered, paused):
+            tps.update(resumed)
 
 
 class _YoungGenerationGC:
