@@ -39,7 +39,7 @@ for k in range(2000):
                                      rng.randrange(10), "home", seen, products), rng.random() < 0.1)
     intent.learn(session_features(seen, now, products), rng.random() < 0.2)
 src = Sources.of(ps, best=best_sellers(ps, {}.get, n=300), collaborative=lambda u, k: cf.top(u, k), trending=trend,
-                 intent=lambda p, t: intent.predict(session_features(p, t, products)),
+                 intent=lambda p, t, converts=intent.compiled(): converts(session_features(p, t, products)),
                  click_probability=reranker.scorer(products))
 t = time.process_time()
 if hasattr(src.index, "precompute"):
@@ -47,9 +47,13 @@ if hasattr(src.index, "precompute"):
     print(f"content neighbours, whole catalog: {time.process_time() - t:.2f} CPU-s (precompute)")
 users = [Profile(f"u{i}", recent=[[rng.choice(ids), now - 600 + 100 * j, "view_item"] for j in range(6)], last_seen=now) for i in range(300)]
 for u in users: blend(u, Request(n=10, now=now), src)  # neighbours of every touched item cached
-t = time.process_time()
-for u in users: blend(u, Request(n=10, now=now), src)
-print(f"blend, warm: {(time.process_time() - t) / len(users) * 1000:.2f} CPU-ms per request")
+passes = []
+for _ in range(5):  # the host's speed varies: the best of five passes, and their median
+    t = time.process_time()
+    for u in users: blend(u, Request(n=10, now=now), src)
+    passes.append((time.process_time() - t) / len(users) * 1000)
+print(f"blend, warm: {min(passes):.2f} CPU-ms per request (best of 5 passes over {len(users)} shoppers; "
+      f"median {sorted(passes)[2]:.2f})")
 t = time.process_time()
 for u in users: cf.top(u.user_id, 30)
 print(f"Collaborative.top(k=30) over {len(cf.items)} items: {(time.process_time() - t) / len(users) * 1000:.3f} CPU-ms")

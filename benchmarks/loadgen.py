@@ -29,7 +29,7 @@ async def run(args) -> dict:
     users = open(args.users).read().split()
     rng = random.Random(args.seed)
     total = int(args.rate * args.duration)
-    lat, service, statuses, sizes = [], [], {}, set()
+    lat, service, statuses, sizes, timeline = [], [], {}, set(), []
     dropped, in_flight = 0, 0
     connector = aiohttp.TCPConnector(limit=args.concurrency, limit_per_host=args.concurrency)
     async with aiohttp.ClientSession(connector=connector, timeout=aiohttp.ClientTimeout(total=10)) as session:
@@ -49,6 +49,7 @@ async def run(args) -> dict:
             if status == 200:
                 lat.append(done - due)
                 service.append(done - sent)
+                timeline.append((due - start, done - due))
 
         tasks = []
         cpu, start = time.process_time(), time.perf_counter() + 0.05
@@ -68,7 +69,16 @@ async def run(args) -> dict:
             "ok": len(lat), "statuses": statuses, "throughput": round(len(lat) / elapsed, 1),
             "p50_ms": pct(lat, 50), "p90_ms": pct(lat, 90), "p99_ms": pct(lat, 99), "max_ms": pct(lat, 100),
             "service_p50_ms": pct(service, 50), "service_p99_ms": pct(service, 99),
-            "body_bytes": sorted(sizes)[:3], "loadgen_cpu_s": round(time.process_time() - cpu, 2)}
+            "body_bytes": sorted(sizes)[:3], "loadgen_cpu_s": round(time.process_time() - cpu, 2),
+            **({"timeline": per_step(timeline, args.timeline)} if args.timeline else {})}
+
+
+def per_step(timeline, step):
+    """p50 / p99 / max latency (ms) of the requests due in each ``step`` seconds of the run."""
+    steps = {}
+    for due, latency in timeline:
+        steps.setdefault(int(due // step), []).append(latency)
+    return [[round(k * step, 3), pct(v, 50), pct(v, 99), pct(v, 100)] for k, v in sorted(steps.items())]
 
 
 def main() -> None:
@@ -79,6 +89,8 @@ def main() -> None:
     ap.add_argument("--duration", type=float, default=10)
     ap.add_argument("--concurrency", type=int, default=256)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--timeline", type=float, default=0, metavar="SECONDS",
+                    help="also report latency per step of this many seconds (when requests were due)")
     args = ap.parse_args()
     if not args.url.startswith(("http://127.0.0.1:", "http://localhost:")):
         raise SystemExit("loopback addresses only")

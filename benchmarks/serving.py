@@ -30,9 +30,9 @@ import common
 HERE = Path(__file__).parent
 
 
-def loadgen(url: str, users: Path, rate: float, duration: float, concurrency: int) -> dict:
+def loadgen(url: str, users: Path, rate: float, duration: float, concurrency: int, timeline: float = 0) -> dict:
     out = subprocess.run([sys.executable, str(HERE / "loadgen.py"), url, "--users", str(users), "--rate", str(rate),
-                          "--duration", str(duration), "--concurrency", str(concurrency)],
+                          "--duration", str(duration), "--concurrency", str(concurrency), "--timeline", str(timeline)],
                          capture_output=True, text=True, timeout=duration + 60)
     if out.returncode:
         raise RuntimeError(out.stderr)
@@ -65,6 +65,9 @@ def main() -> None:
     ap.add_argument("--concurrency", type=int, default=256, help="most requests in flight")
     ap.add_argument("--profile", type=float, default=0, metavar="SECONDS",
                     help="py-spy the persona worker during its first (lowest-rate) step")
+    ap.add_argument("--timeline", type=float, default=0, metavar="SECONDS",
+                    help="print persona's latency p50/p99/max per step of this many seconds (wall-clock times, "
+                         "to line up with the worker's log)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     common.check_broker(args.bootstrap)
@@ -123,7 +126,12 @@ def main() -> None:
                 spy = None
                 if name == "persona" and args.profile and not (dep.dir / "serving.collapsed").exists():
                     spy = common.profile(worker.pid, min(args.profile, args.duration), dep.dir / "serving.collapsed")
-                r = loadgen(url, users, rate, args.duration, args.concurrency)
+                began = time.time()
+                r = loadgen(url, users, rate, args.duration, args.concurrency, args.timeline if name == "persona" else 0)
+                for at, p50, p99, top in r.pop("timeline", []):
+                    when = began + at
+                    print(f"    {time.strftime('%H:%M:%S', time.localtime(when))}.{int(when % 1 * 1000):03d}"
+                          f"  p50 {p50:7.1f}  p99 {p99:7.1f}  max {top:7.1f} ms")
                 if spy:
                     spy.proc.wait(60)
                 busy, cpu = m.stop(), common.cpu_seconds(pids[name]) - cpu0

@@ -220,7 +220,7 @@ class _Classifier:
         weights, intercept = dict(regression.weights), regression.intercept
         slope = {k: weights.get(k, 0.0) / v**0.5 for k, v in scaler.vars.items() if v}  # a zero variance scales to 0
         shift = {k: -scaler.means[k] * a for k, a in slope.items()}
-        Number = numbers.Number
+        Number = (int, float)  # what features hold; numbers.Number is an ABC, and its check is slow
 
         def predict(features: Mapping[str, Any]) -> float:
             z = intercept

@@ -26,8 +26,9 @@ reason of its strongest contribution. Items in ``exclude`` are left out; everyth
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from typing import TYPE_CHECKING
+
+import numpy as np
 
 from persona.profile import Profile
 from persona.similarity import ContentIndex
@@ -62,35 +63,39 @@ def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: 
     """Neighbours of recently touched items, scored by similarity x recency x signal strength.
 
     Only the best ``limit`` (all if None) are returned: their reasons are written, nobody else's.
+    The sums run over catalog-wide vectors (one row per touched item, added in the order touched,
+    so the same floats as adding item by item); the reason is the touched item that contributed most.
     """
     from persona.rules import Candidate  # not at the top: persona.rules imports VERBS and ago from here
 
-    scores: dict[str, float] = defaultdict(float)
-    best: dict[str, tuple[float, int, object]] = {}  # item -> (contribution, which touched item, Neighbour)
-    touched = []
+    touched, rows = [], []
     for item_id, age, name in profile.recent_items(now, RECENT_WINDOW):
         source = index.products.get(item_id)
-        if source is None:
-            continue
-        weight = SIGNAL.get(name, 1.0) * math.exp(-math.log(2) * age / HALF_LIFE)
-        touched.append((source, age, name))
-        which = len(touched) - 1
-        for nb in index.neighbours(item_id, NEIGHBOURS_PER_ITEM):
-            other = nb.item_id
-            if other in exclude:
-                continue
-            contribution = weight * nb.score
-            scores[other] += contribution
-            if contribution > best.get(other, _NONE)[0]:
-                best[other] = (contribution, which, nb)
-    ranked = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
-    return [Candidate(i, round(s, 6), "content", [_reason(touched, *best[i][1:])]) for i, s in ranked[:limit]]
+        if source is not None:
+            touched.append((source, age, name))
+            rows.append((SIGNAL.get(name, 1.0) * math.exp(-math.log(2) * age / HALF_LIFE),
+                         index.neighbour_arrays(item_id, NEIGHBOURS_PER_ITEM)))
+    if not touched:
+        return []
+    contributions = np.zeros((len(rows), len(index)))
+    proposed = np.zeros(len(index), dtype=bool)
+    for row, (weight, (positions, scores, _)) in enumerate(rows):
+        contributions[row, positions] = weight * scores
+        proposed[positions] = True
+    proposed[[index.positions[i] for i in exclude if i in index.positions]] = False
+    candidates = np.flatnonzero(proposed)
+    totals = contributions[:, candidates].sum(axis=0)
+    if limit is not None and len(candidates) > limit:  # the head only, ties at its end included
+        kth = np.partition(totals, len(totals) - limit)[len(totals) - limit]
+        keep = totals >= kth
+        candidates, totals = candidates[keep], totals[keep]
+    ranked = sorted(zip(totals.tolist(), candidates.tolist()), key=lambda t: (-t[0], index.ids[t[1]]))[:limit]
+    best_rows = contributions[:, [p for _, p in ranked]].argmax(axis=0).tolist() if ranked else []
+    return [Candidate(index.ids[p], round(s, 6), "content", [_reason(touched[row], rows[row][1][2][p])])
+            for (s, p), row in zip(ranked, best_rows)]
 
 
-_NONE = (0.0, -1, None)
-
-
-def _reason(touched: list, which: int, nb) -> str:
-    source, age, name = touched[which]
+def _reason(touched: tuple, nb) -> str:
+    source, age, name = touched
     why = ", ".join(nb.shared_notes[:3]) or (nb.same_family and f"{source.family} family") or source.brand
     return f"similar to {source.title} you {VERBS.get(name, 'viewed')} {ago(age)} ({why})"

@@ -75,6 +75,9 @@ class ContentIndex:
         self._table_k = 0
         self._precomputing = threading.Lock()
         self.neighbours = lru_cache(maxsize=4096)(self._neighbours)
+        self.ids = list(self.products)  # catalog positions, for the vectors of neighbour_arrays
+        self.positions = {item_id: n for n, item_id in enumerate(self.ids)}
+        self.neighbour_arrays = lru_cache(maxsize=4096)(self._neighbour_arrays)
 
     def __len__(self) -> int:
         return len(self.products)
@@ -110,6 +113,20 @@ class ContentIndex:
         if len(candidates) < k and me.family:  # too few shared notes: let the family fill in
             candidates.update(o for o, p in self.products.items() if p.family == me.family and o != item_id)
         return self._ranked(me, mine, norm, ((o, shared.get(o, [])) for o in candidates), k)
+
+    def _neighbour_arrays(self, item_id: str, k: int = PRECOMPUTED) -> tuple[np.ndarray, np.ndarray, dict[int, Neighbour]]:
+        """``neighbours(item_id, k)`` as catalog positions, their scores, and position -> Neighbour.
+
+        >>> idx = ContentIndex([Product(item_id="a", brand="X", name="A", notes="rose"),
+        ...                     Product(item_id="b", brand="Y", name="B", notes="rose")])
+        >>> positions, scores, by_position = idx.neighbour_arrays("a")
+        >>> positions.tolist(), [idx.ids[p] for p in positions], by_position[1].item_id
+        ([1], ['b'], 'b')
+        """
+        found = self.neighbours(item_id, k)
+        positions = [self.positions[nb.item_id] for nb in found]
+        return (np.array(positions, dtype=np.intp), np.array([nb.score for nb in found], dtype=float),
+                dict(zip(positions, found)))
 
     def _ranked(self, me: Product, mine: dict[str, float], norm: float,
                 candidates: Iterable[tuple[str, list[str]]], k: int) -> list[Neighbour]:
@@ -186,6 +203,7 @@ class ContentIndex:
                 time.sleep(0)  # let the event loop's thread have the GIL between blocks
             self._table, self._table_k = table, k
             self.neighbours.cache_clear()
+            self.neighbour_arrays.cache_clear()
 
 
 def _top(ids: list[str], scores: np.ndarray, mask: np.ndarray, k: int) -> list[tuple[str, float]]:

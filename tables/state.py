@@ -140,10 +140,13 @@ class Shop:
 
     def version(self, tick: bool = True) -> tuple:
         """Changes whenever what :meth:`sources` serves may have: a copy changed, or a tick passed
-        (item statistics and co-visitation count within the tick, like trending and best-sellers);
-        without ``tick``, only the copies that change at once (catalog, relations, rules, models)."""
-        ticked = self._tick() if tick else (catalog.version,)
-        return (*ticked, relations.version, rules.version, models.version, self.index.precomputed)
+        (item statistics and co-visitation count within the tick, like trending and best-sellers).
+        Without ``tick``, only what an answer must show at once: the catalog, relations and rules.
+        Models are left out there: the trainer publishes them every few seconds, and a kept answer
+        (at most ``answer_ttl`` old) ranked by the previous model is as good as any other."""
+        if not tick:
+            return catalog.version, relations.version, rules.version, self.index.precomputed
+        return (*self._tick(), relations.version, rules.version, models.version, self.index.precomputed)
 
     def best_sellers(self) -> list[tuple[str, float]]:
         ranker = self._cached("best_ranker", catalog.version, lambda: BestSellers(catalog.data.values()))
@@ -179,13 +182,14 @@ class Shop:
     def _sources(self) -> Sources:
         intent, reranker, cf = (models.get(name) for name in ("intent", "reranker", "cf"))
         products = catalog.data
+        converts = intent.compiled() if intent else None  # a snapshot serves, it does not learn
         return Sources(
             catalog=products, index=self.index, companions=self.companions, best=self.best_sellers(),
             rules=self.rules,
             trending=self.trending,
             covisit=covisited,
             collaborative=(lambda user, k: cf.top(user, k)) if cf else None,
-            intent=(lambda p, now: intent.predict(session_features(p, now, products))) if intent else None,
+            intent=(lambda p, now: converts(session_features(p, now, products))) if intent else None,
             click_probability=reranker.scorer(products) if reranker else None,
         )
 

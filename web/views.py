@@ -21,8 +21,8 @@ from persona.agents.app import app, settings
 from persona.bandit import choose
 from persona.agents.ingest import counters, owner_partition, send_control
 from persona.models import journey_stage
+from persona.blend import Blended, blend, related
 from persona.blend import Request as BlendRequest
-from persona.blend import blend, related
 from persona.profile import Profile
 from persona.rules import Candidate, InvalidRules, parse_rules
 from persona.tables.state import ACTIVE_RULES, catalog, models, profiles, rules, shop, variant_stats
@@ -132,9 +132,11 @@ class Answers:
 answers = Answers()
 
 
-def counted_blend(profile: Profile | None, req: BlendRequest):
+def counted_blend(profile: Profile | None, req: BlendRequest) -> tuple[Blended, list[dict]]:
+    """A blended answer and its items as answered (rendered once, served as often as it is kept)."""
     counters["answers_blended"] += 1  # against "recommendations_served": how often an answer is kept
-    return blend(profile, req, shop.sources())
+    out = blend(profile, req, shop.sources())
+    return out, [item_view(c) for c in out.items]
 
 
 @app.page("/recommendations/{user_id}")
@@ -153,7 +155,7 @@ class RecommendationsView(CatalogView):
                                                         settings.allocation, settings.explore)
         key = (user_id, profile_version(profile) if profile else None, req.n, req.slot, req.item_id, req.category,
                req.variant)
-        out = answers.get(key, shop.version(tick=False), lambda: counted_blend(profile, req))
+        out, items = answers.get(key, shop.version(tick=False), lambda: counted_blend(profile, req))
         rec_id = uuid.uuid4().hex
         counters["recommendations_served"] += 1
         served_lists.add(user_id, rec_id, req.slot, req.variant, out.items)
@@ -163,7 +165,7 @@ class RecommendationsView(CatalogView):
             "user_id": user_id, "rec_id": rec_id, "strategy": out.strategy, "fallback": out.fallback,
             "variant": req.variant,
             "intent": out.intent, "stage": out.stage, "rules_fired": out.fired,
-            "items": [item_view(c) for c in out.items],
+            "items": items,
         }, headers=served_here())
 
 
