@@ -155,6 +155,8 @@ def main() -> None:
     ap.add_argument("--poll", type=float, default=0.005, help="seconds between polls (the polls load the worker too)")
     ap.add_argument("--budget", type=float, default=120, help="seconds for all trials")
     ap.add_argument("--traced", action="store_true", help="run benchmarks/traced_worker.py as the worker")
+    ap.add_argument("--profile", type=float, default=0, metavar="SECONDS",
+                    help="py-spy the worker for this long from the start of the trials")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     if args.half_of:
@@ -175,8 +177,11 @@ def main() -> None:
         time.sleep(5)  # the worker settles under the background traffic
         c0, cpu0, m = worker.counters()["applied"], common.cpu_seconds(worker.pid), common.MachineLoad().start()
         lag0, t0, b0, gc0 = asyncio.run(lag(dep)), time.perf_counter(), lag_buckets(worker), histogram(worker, GC)
+        spy = common.profile(worker.pid, args.profile, dep.dir / "freshness.collapsed") if args.profile else None
         r = asyncio.run(trials(dep, worker, args))
         wall = time.perf_counter() - t0
+        if spy:
+            spy.proc.wait(60)
         c1, cpu1, busy, lag1 = worker.counters()["applied"], common.cpu_seconds(worker.pid), m.stop(), asyncio.run(lag(dep))
         b1, gc1 = lag_buckets(worker), histogram(worker, GC)
         worker.stop()
@@ -215,6 +220,9 @@ def main() -> None:
             ("first /recommendations answer reflecting the view", v),
             ("(first /users answer showing the profile)", r["profile"]))]
         print(common.table(rows, ["from produce to", "trials", "p50 ms", "p95 ms", "p99 ms", "max ms"]))
+        if spy:
+            print(f"\npy-spy of the worker during the trials ({dep.dir / 'freshness.collapsed'}):")
+            print(common.hot_spots(dep.dir / "freshness.collapsed"))
         if args.traced:
             trace = [line for line in worker.log.read_text().splitlines() if "TRACE" in line]
             print(f"traced worker, last report: {trace[-1].split('TRACE ', 1)[1] if trace else '-'}")
