@@ -135,7 +135,9 @@ def _generate(profile: Profile | None, req: Request, src: Sources, now: float,
             cands = [c for c in cands if in_category(catalog[c.item_id], req.category)]
         top = max((c.score for c in cands), default=0.0)
         last = {c.item_id: c.score for c in cands}  # an item proposed twice gets its last score, both times
-        out[name] = [Candidate(c.item_id, last[c.item_id] / top, c.source, c.reasons) for c in cands] if top > 0 else []
+        for c in cands:  # in place: every candidate here was made for this answer
+            c.score = last[c.item_id] / top
+        out[name] = cands if top > 0 else []
     return out
 
 
@@ -149,9 +151,9 @@ def _merge(per_generator: dict[str, list[Candidate]], intent: float,
         for c in cands:
             part = weight * c.score
             m = merged.get(c.item_id)
-            if m is None:
-                merged[c.item_id] = Candidate(c.item_id, part, c.source, list(c.reasons))
-                best_part[c.item_id] = part
+            if m is None:  # the first proposal becomes the merged candidate (each was made for this answer)
+                merged[c.item_id] = c
+                c.score = best_part[c.item_id] = part
                 continue
             m.score += part
             if part > best_part[c.item_id]:
@@ -194,7 +196,7 @@ def blend(profile: Profile | None, req: Request, src: Sources) -> Blended:
         rerank(candidates, src.click_probability(profile, req.slot), RERANK_DEPTH * req.n)
     ctx = Context(profile=profile, now=now, catalog=src.catalog, companions=src.companions,
                   intent=intent, stage=stage, slot=req.slot, item_id=req.item_id)
-    decision = apply_rules(src.rules, ctx, candidates)
+    decision = apply_rules(src.rules, ctx, candidates, in_place=True)  # the merged candidates are this answer's own
     items = [c for c in decision.candidates if c.item_id not in exclude and c.item_id in src.catalog
              and (not req.category or in_category(src.catalog[c.item_id], req.category))][: req.n]
     personal = any(c.source not in NOT_PERSONAL for c in items)

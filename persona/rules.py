@@ -396,8 +396,9 @@ def _act(action: Action, ctx: Context, items: dict[str, Candidate], bound: list[
     return items
 
 
-def apply_rules(rules: RuleSet, ctx: Context, candidates: list[Candidate]) -> Decision:
-    """Apply ``rules`` to copies of ``candidates``; duplicated ids are merged first.
+def apply_rules(rules: RuleSet, ctx: Context, candidates: list[Candidate], in_place: bool = False) -> Decision:
+    """Apply ``rules`` to copies of ``candidates`` (to the candidates themselves with ``in_place``,
+    for a caller that made them for this call); duplicated ids are merged first.
 
     The result has pinned items at their slots and the rest by descending score (ties by id).
 
@@ -412,7 +413,7 @@ def apply_rules(rules: RuleSet, ctx: Context, candidates: list[Candidate]) -> De
     """
     items: dict[str, Candidate] = {}
     for c in candidates:
-        _merge(items, Candidate(c.item_id, c.score, c.source, list(c.reasons), c.pinned))  # a copy, cheaper than replace()
+        _merge(items, c if in_place else Candidate(c.item_id, c.score, c.source, list(c.reasons), c.pinned))
     fired: list[str] = []
     strategy: str | None = None
     for rule in rules.rules:

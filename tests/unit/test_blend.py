@@ -184,6 +184,7 @@ def test_items_are_unique_known_never_excluded_and_filled_up(case):
     before = profile.to_json() if profile else None
     out = blend(profile, req, src)
     assert (profile.to_json() if profile else None) == before  # serving blends the live profile: read only
+    assert blend(profile, req, src) == out  # the candidates an answer changes in place are its own
     got = ids(out)
     excluded = {req.item_id} if req.item_id else set()
     if profile:
