@@ -68,18 +68,18 @@ def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: 
     """
     from persona.rules import Candidate  # not at the top: persona.rules imports VERBS and ago from here
 
-    touched, rows = [], []
+    touched, weights, neighbours = [], [], []  # one row per touched item
     for item_id, age, name in profile.recent_items(now, RECENT_WINDOW):
         source = index.products.get(item_id)
         if source is not None:
             touched.append((source, age, name))
-            rows.append((SIGNAL.get(name, 1.0) * math.exp(-math.log(2) * age / HALF_LIFE),
-                         index.neighbour_arrays(item_id, NEIGHBOURS_PER_ITEM)))
+            weights.append(SIGNAL.get(name, 1.0) * math.exp(-math.log(2) * age / HALF_LIFE))
+            neighbours.append(index.neighbour_arrays(item_id, NEIGHBOURS_PER_ITEM))
     if not touched:
         return []
-    contributions = np.zeros((len(rows), len(index)))
+    contributions = np.zeros((len(touched), len(index)))
     proposed = np.zeros(len(index), dtype=bool)
-    for row, (weight, (positions, scores, _)) in enumerate(rows):
+    for row, (weight, (positions, scores, _)) in enumerate(zip(weights, neighbours)):
         contributions[row, positions] = weight * scores
         proposed[positions] = True
     proposed[[index.positions[i] for i in exclude if i in index.positions]] = False
@@ -91,7 +91,7 @@ def recently_viewed(profile: Profile, index: ContentIndex, now: float, exclude: 
         candidates, totals = candidates[keep], totals[keep]
     ranked = sorted(zip(totals.tolist(), candidates.tolist()), key=lambda t: (-t[0], index.ids[t[1]]))[:limit]
     best_rows = contributions[:, [p for _, p in ranked]].argmax(axis=0).tolist() if ranked else []
-    return [Candidate(index.ids[p], round(s, 6), "content", [_reason(touched[row], rows[row][1][2][p])])
+    return [Candidate(index.ids[p], round(s, 6), "content", [_reason(touched[row], neighbours[row][2][p])])
             for (s, p), row in zip(ranked, best_rows)]
 
 
