@@ -68,6 +68,8 @@ def main() -> None:
     ap.add_argument("--timeline", type=float, default=0, metavar="SECONDS",
                     help="print persona's latency p50/p99/max per step of this many seconds (wall-clock times, "
                          "to line up with the worker's log)")
+    ap.add_argument("--traced", action="store_true", help="run the worker under benchmarks/traced_worker.py "
+                    "(its TRACE lines, e.g. with TRACE_SLOW_MS=5, go to the worker's log)")
     ap.add_argument("--keep", action="store_true")
     args = ap.parse_args()
     common.check_broker(args.bootstrap)
@@ -83,7 +85,7 @@ def main() -> None:
         asyncio.run(common.produce(s.bootstrap, s.events_topic, common.records(events)))
         users = dep.dir / "users.txt"
         users.write_text("\n".join(sorted({e["user_id"] for e in events})))
-        worker = common.Worker(dep).wait_ready()
+        worker = common.Worker(dep, traced=args.traced).wait_ready()
         took = asyncio.run(caught_up(dep, worker, n, 150))
         print(f"worker {worker.url} (pid {worker.pid}) applied {n} events of {args.users} users; "
               f"item-keyed agents caught up after {took:.0f} s")
@@ -119,6 +121,10 @@ def main() -> None:
         pids = {"bare aiohttp": bare.pid, "persona": worker.pid}
         for url in targets.values():  # warm up connections and caches
             loadgen(url, users, 50, 1, args.concurrency)
+        quiet(worker.pid)
+        cpu0, t0 = common.cpu_seconds(worker.pid), time.perf_counter()
+        time.sleep(5)
+        print(f"persona worker idle (no requests, no events): {100 * (common.cpu_seconds(worker.pid) - cpu0) / (time.perf_counter() - t0):.0f} % of a core")
         rows, goal = [], None
         for rate in [float(r) for r in args.rates.split(",")]:
             for name, url in targets.items():
@@ -137,7 +143,7 @@ def main() -> None:
                 busy, cpu = m.stop(), common.cpu_seconds(pids[name]) - cpu0
                 wall = time.perf_counter() - t0
                 rows.append([name, f"{rate:.0f}", f"{r['throughput']:.0f}", r["p50_ms"], r["p90_ms"], r["p99_ms"],
-                             r["max_ms"], r["dropped"], sum(v for k, v in r["statuses"].items() if k != "200"),
+                             r["settled_p99_ms"], r["max_ms"], r["dropped"], sum(v for k, v in r["statuses"].items() if k != "200"),
                              f"{100 * cpu / wall:.0f} %",
                              f"{1000 * cpu / max(r['ok'], 1):.2f}",
                              f"{r['loadgen_cpu_s'] / wall * 100:.0f} %",
@@ -145,13 +151,15 @@ def main() -> None:
                 print(f"  {name:12s} {rate:6.0f}/s: {json.dumps(r)}", flush=True)
                 if name == "persona":
                     if rate == 1000:
-                        goal = r["p99_ms"]
+                        goal = r["p99_ms"], r["settled_p99_ms"]
                     quiet(worker.pid)  # let it finish queued requests and impressions before the next step
         print()
-        print(common.table(rows, ["server", "offered req/s", "answered/s", "p50 ms", "p90 ms", "p99 ms", "max ms",
+        print(common.table(rows, ["server", "offered req/s", "answered/s", "p50 ms", "p90 ms", "p99 ms",
+                                  "p99 after 2 s", "max ms",
                                   "dropped", "errors", "server CPU", "server CPU ms per answer", "loadgen CPU",
                                   "machine CPU busy"]))
-        print("(latency from when each request was due; CPU shares of one core over the step, the persona worker's "
+        print("(latency from when each request was due; 'p99 after 2 s' leaves out the requests due in the "
+              "step's first 2 s, when the answers kept before the step have expired; CPU shares of one core over the step, the persona worker's "
               "includes ingesting the impressions its answers log; CPU ms per answer = the server's CPU time over "
               "the step / answers, the figure that depends least on how busy the machine is)")
         if args.profile:
@@ -161,8 +169,8 @@ def main() -> None:
         c = worker.counters()
         print(f"\npersona counters after the runs (impressions ingested as 'applied'): {dict(c)}")
         if goal is not None:
-            print(f"goal: p99 <= 10 ms at 1000 req/s on one worker: {'met' if goal <= 10 else 'NOT met'} "
-                  f"(p99 {goal} ms)")
+            print(f"goal: p99 <= 10 ms at 1000 req/s on one worker: {'met' if goal[0] <= 10 else 'NOT met'} "
+                  f"(p99 {goal[0]} ms; after the first 2 s {goal[1]} ms)")
     finally:
         for p in (bare, worker):
             if p:

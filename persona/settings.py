@@ -57,6 +57,9 @@ class Settings:
     # for this long: the shopper's own events change the answer at once; other shoppers' signals
     # (trending, best-sellers, co-visitation) already trail by up to item_flush_every.
     answer_ttl: float = 2.0
+    # Served lists are logged to the impressions topic in batches, one record per partition, at
+    # most this long after they were answered: every record a worker consumes has a fixed cost.
+    impression_linger: float = 0.05
     flush_max_keys: int = 20_000  # ... or sooner, when this many keys wait
     # Bytes per partition fetch, and records per hand-over to the agents (0: no limit). Small, for
     # serving: with Faust's defaults (1 MiB, no limit) a worker applies 1.6 x the events per second

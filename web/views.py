@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import random
 import time
 import uuid
 from collections import defaultdict
-from dataclasses import asdict
+from dataclasses import asdict, dataclass, field
 
 import orjson
 from faust.web import Request, Response
@@ -41,13 +42,13 @@ def item_view(c: Candidate) -> dict:
 
 
 class ServedLists:
-    """The lists answered in one turn of the event loop, sent at its end: one record per partition
-    of the impressions topic, one impression (a GA4 view_item_list) a line. Every record the worker
-    consumes costs it about a millisecond at steady rates (BENCHMARKS.md), so under load, when
-    many requests are answered in each turn, this saves most of that; when idle a record holds one.
+    """The lists answered within ``linger`` seconds, sent together: one record per partition of
+    the impressions topic, one impression (a GA4 view_item_list) a line. Every record the worker
+    consumes costs it about a millisecond at steady rates (BENCHMARKS.md), whatever it holds.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, linger: float = settings.impression_linger) -> None:
+        self.linger = linger
         self._lines: dict[int, list[bytes]] = defaultdict(list)
         self._sending: asyncio.Task | None = None
         self._in_order = asyncio.Lock()  # a user's lists reach the topic in the order they were served
@@ -59,10 +60,10 @@ class ServedLists:
             "items": [{"item_id": c.item_id, "index": n, "item_list_id": c.source, "item_list_name": slot}
                       for n, c in enumerate(items)]}))
         if self._sending is None:
-            self._sending = asyncio.ensure_future(self.send())
+            self._sending = asyncio.ensure_future(self.send(self.linger))
 
-    async def send(self) -> None:
-        await asyncio.sleep(0)  # the answers of this turn of the loop first
+    async def send(self, after: float = 0.0) -> None:
+        await asyncio.sleep(after)  # at least the answers of this turn of the loop first
         lines, self._lines, self._sending = self._lines, defaultdict(list), None
         async with self._in_order:
             for partition, batch in sorted(lines.items()):
@@ -74,6 +75,12 @@ class ServedLists:
 
 
 served_lists = ServedLists()
+
+
+@app.on_before_shutdown.connect
+async def send_served_lists(app, **kwargs) -> None:
+    """The lists still lingering go out before the producer stops."""
+    await served_lists.send()
 
 
 def profile_version(p: Profile) -> tuple:
@@ -91,16 +98,19 @@ def profile_version(p: Profile) -> tuple:
 
 
 class Answers:
-    """Blended answers per (user, profile version, request), each kept for ``ttl`` seconds while
-    the catalog, relations, rules and models stay as they were. Any event applied to the user's
-    profile changes the key, so a new view shows at once; other shoppers' signals show within
-    ``ttl`` (as they reach the item tables only every ``item_flush_every`` anyway).
+    """Blended answers per (user, profile version, request), each kept for between 0.8 × ``ttl`` and
+    ``ttl`` seconds (drawn at random) while the catalog, relations and rules stay as they were. Any
+    event applied to the user's profile changes the key, so a new view shows at once; other
+    shoppers' signals show within ``ttl`` (as they reach the item tables only every
+    ``item_flush_every`` anyway). With one fixed time to live, the answers blended in a burst (a
+    worker starting, a new rule set) would all expire in one burst again, over and over; drawn,
+    they spread out within a few rounds.
 
     >>> answers, blends = Answers(ttl=2.0), []
     >>> blend = lambda: blends.append(1) or len(blends)
-    >>> [answers.get(("u", 1), "v1", blend, now=t) for t in (0.0, 1.9, 2.1)]  # kept 2 s, then blended again
+    >>> [answers.get(("u", 1), "v1", blend, now=t) for t in (0.0, 1.5, 2.1)]  # kept 1.6-2 s, then blended again
     [1, 1, 2]
-    >>> answers.get(("u", 2), "v1", blend, now=2.2), answers.get(("u", 1), "v2", blend, now=2.3)  # new event, new model
+    >>> answers.get(("u", 2), "v1", blend, now=2.2), answers.get(("u", 1), "v2", blend, now=2.3)  # new event, new rules
     (3, 4)
 
     At ``max_size`` answers the expired ones go (all of them, if most are still fresh):
@@ -114,29 +124,42 @@ class Answers:
     def __init__(self, ttl: float = settings.answer_ttl, max_size: int = 10_000) -> None:
         self.ttl, self.max_size = ttl, max_size
         self._version: object = None
-        self._answers: dict[tuple, tuple[float, object]] = {}  # key -> (blended at, answer)
+        self._answers: dict[tuple, tuple[float, object]] = {}  # key -> (kept until, answer)
 
     def get(self, key: tuple, version: object, compute, now: float | None = None):
         now = time.monotonic() if now is None else now
         if version != self._version:
             self._version, self._answers = version, {}
         elif len(self._answers) >= self.max_size:
-            fresh = {k: v for k, v in self._answers.items() if now - v[0] <= self.ttl}
+            fresh = {k: v for k, v in self._answers.items() if now < v[0]}
             self._answers = fresh if len(fresh) <= self.max_size // 2 else {}
         found = self._answers.get(key)
-        if found is None or now - found[0] > self.ttl:
-            found = self._answers[key] = (now, compute())
+        if found is None or now >= found[0]:
+            found = self._answers[key] = (now + self.ttl * random.uniform(0.8, 1.0), compute())
         return found[1]
 
 
 answers = Answers()
 
 
-def counted_blend(profile: Profile | None, req: BlendRequest) -> tuple[Blended, list[dict]]:
-    """A blended answer and its items as answered (rendered once, served as often as it is kept)."""
+@dataclass
+class Answer:
+    """A blended answer as served: its items rendered once, and one ``rec_id`` for as long as it is
+    kept. Asking the same question again within the answer's time to live gets the same list with
+    the same ``rec_id``, logged as one impression: a page reloaded or a widget refreshed is not a
+    new list shown, and counting it again would skew CTR and teach the re-ranker extra negatives.
+    """
+
+    out: Blended
+    items: list[dict]
+    rec_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    logged: bool = False
+
+
+def counted_blend(profile: Profile | None, req: BlendRequest) -> Answer:
     counters["answers_blended"] += 1  # against "recommendations_served": how often an answer is kept
     out = blend(profile, req, shop.sources())
-    return out, [item_view(c) for c in out.items]
+    return Answer(out, [item_view(c) for c in out.items])
 
 
 @app.page("/recommendations/{user_id}")
@@ -155,17 +178,19 @@ class RecommendationsView(CatalogView):
                                                         settings.allocation, settings.explore)
         key = (user_id, profile_version(profile) if profile else None, req.n, req.slot, req.item_id, req.category,
                req.variant)
-        out, items = answers.get(key, shop.version(tick=False), lambda: counted_blend(profile, req))
-        rec_id = uuid.uuid4().hex
+        answer = answers.get(key, shop.version(tick=False), lambda: counted_blend(profile, req))
+        out = answer.out
         counters["recommendations_served"] += 1
-        served_lists.add(user_id, rec_id, req.slot, req.variant, out.items)
+        if not answer.logged:
+            served_lists.add(user_id, answer.rec_id, req.slot, req.variant, out.items)
+            answer.logged = True
         if out.intent is not None:
             counters[f"intent_{min(int(out.intent * 10), 9)}"] += 1
         return self.json({
-            "user_id": user_id, "rec_id": rec_id, "strategy": out.strategy, "fallback": out.fallback,
+            "user_id": user_id, "rec_id": answer.rec_id, "strategy": out.strategy, "fallback": out.fallback,
             "variant": req.variant,
             "intent": out.intent, "stage": out.stage, "rules_fired": out.fired,
-            "items": items,
+            "items": answer.items,
         }, headers=served_here())
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 import urllib.request
 
 from .conftest import Worker, event, produce_events, wait_for
@@ -58,6 +59,27 @@ def test_a_click_on_a_recommendation_is_attributed_to_its_generator(worker):
     assert found["impressions"] >= 1 and 0 < found["ctr"] <= 1
     metrics = urllib.request.urlopen(worker.url + "/metrics", timeout=10).read().decode()
     assert f'persona_engagement{{rate="ctr",slot="home",source="{clicked["source"]}"}}' in metrics
+
+
+def test_the_same_list_asked_for_again_keeps_its_rec_id_and_is_one_impression(worker):
+    user = "reloader"
+    produce_events(worker.env, [event(user, items=(SAUVAGE,))])
+    wait_for(lambda: worker.get(f"/users/{user}")[0] == 200)
+    first = worker.get(f"/recommendations/{user}?n=5")[1]
+    wait_for(lambda: first["rec_id"] in worker.get(f"/users/{user}")[1]["impressions"])  # its session's variant set
+
+    before = worker.get("/health")[1]["counters"]
+    again, once_more = (worker.get(f"/recommendations/{user}?n=5")[1] for _ in range(2))  # within the answer TTL
+    assert again["rec_id"] == once_more["rec_id"] and again["items"] == once_more["items"]
+    wait_for(lambda: again["rec_id"] in worker.get(f"/users/{user}")[1]["impressions"])
+    time.sleep(0.5)  # a second impression of it, had one been logged, would be applied by now
+    counters = worker.get("/health")[1]["counters"]
+    assert counters["view_item_list"] == before["view_item_list"] + (again["rec_id"] != first["rec_id"])
+    assert counters.get("duplicates", 0) == before.get("duplicates", 0)  # not logged twice either
+
+    produce_events(worker.env, [event(user, items=(again["items"][0]["item_id"],))])  # a new event: a new list, with an id of its own
+    after = wait_for(lambda: (r := worker.get(f"/recommendations/{user}?n=5")[1])["rec_id"] != again["rec_id"] and r)
+    wait_for(lambda: after["rec_id"] in worker.get(f"/users/{user}")[1]["impressions"])
 
 
 def test_operators_read_health_metrics_and_the_api_description(worker):

@@ -25,7 +25,7 @@ class RecordingTopic:
 async def test_the_lists_of_one_turn_of_the_loop_go_as_one_record_per_partition(monkeypatch):
     topic = RecordingTopic()
     monkeypatch.setattr(topics, "impressions", topic)
-    served = views.ServedLists()
+    served = views.ServedLists(linger=0.0)
     users = ["u1", "u2", "u3", "u4", "u5"]
     for n, user in enumerate(users):
         served.add(user, f"rec{n}", "home", "A", [Candidate("i1", 1.0, "trending", [])])
@@ -40,6 +40,19 @@ async def test_the_lists_of_one_turn_of_the_loop_go_as_one_record_per_partition(
     assert len(topic.sent) == before + 1
     partition, value = topic.sent[-1]
     assert partition == owner_partition("u1") and orjson.loads(value)["rec_id"] == "rec9"
+
+
+async def test_lists_served_within_the_linger_share_a_record_per_partition(monkeypatch):
+    topic = RecordingTopic()
+    monkeypatch.setattr(topics, "impressions", topic)
+    served = views.ServedLists(linger=0.2)
+    served.add("u1", "rec1", None, "A", [])
+    await asyncio.sleep(0.05)  # a later turn of the loop, within the linger
+    served.add("u1", "rec2", None, "A", [])
+    assert topic.sent == []
+    await asyncio.sleep(0.3)
+    assert [(p, [orjson.loads(line)["rec_id"] for line in v.split(b"\n")]) for p, v in topic.sent] == \
+        [(owner_partition("u1"), ["rec1", "rec2"])]
 
 
 async def test_each_line_of_a_served_record_is_applied_or_dead_lettered_alone(monkeypatch):
