@@ -8,8 +8,9 @@ Same start-up as ``persona worker`` (topics, then the Faust worker), plus, logge
 - per agent stream: events, seconds spent waiting for the next event vs. in the agent's body;
 - event-loop lag: how late a 5 ms sleep wakes up (p50/p99/max), i.e. how long callbacks block;
 - the Faust consumer's fetches (``_wait_next_records``): calls, records, seconds;
-- the collector's pauses per generation: count, seconds, longest;
-- the worker's shared rankings (trending, best-sellers, sources per tick) built: count, seconds, longest.
+- the collector's pauses per generation: count, seconds, longest, CPU seconds, objects collected;
+- the worker's shared rankings (trending, best-sellers, sources per tick) built: count, seconds, longest;
+- blended answers: count, p50 / p99 / max milliseconds.
 
 With ``TRACE_SWITCH_INTERVAL=S`` the interpreter's GIL switch interval is set to S seconds (an
 experiment: Faust's Kafka consumer runs in its own thread and needs the GIL to hand records over).
@@ -103,19 +104,23 @@ def trace_slow_callbacks(threshold: float) -> None:
                 entry[2] = max(entry[2], dt)
     asyncio.events.Handle._run = timed
 Consumer._wait_next_records = wait_next_records
+blends: list[float] = []
 builds: dict[str, list] = defaultdict(lambda: [0, 0.0, 0.0])  # Shop ranking -> [count, seconds, longest]
-pauses: dict[int, list] = defaultdict(lambda: [0, 0.0, 0.0])  # generation -> [count, seconds, longest]
-_gc_started = [0.0]
+# generation -> [count, seconds, longest, CPU seconds, objects collected]
+pauses: dict[int, list] = defaultdict(lambda: [0, 0.0, 0.0, 0.0, 0])
+_gc_started = [0.0, 0.0]
 
 
 def time_collections(phase: str, info: dict) -> None:
     if phase == "start":
-        _gc_started[0] = time.perf_counter()
+        _gc_started[:] = time.perf_counter(), time.thread_time()
         return
     dt, entry = time.perf_counter() - _gc_started[0], pauses[info["generation"]]
     entry[0] += 1
     entry[1] += dt
     entry[2] = max(entry[2], dt)
+    entry[3] += time.thread_time() - _gc_started[1]
+    entry[4] += info["collected"]
 
 
 gc.callbacks.append(time_collections)
@@ -165,6 +170,18 @@ def main() -> None:
                 entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + dt, max(entry[2], dt)
         return cached(self, name, key, timed)
     Shop._cached = timed_build
+    from persona.web import views
+
+    counted_blend = views.counted_blend
+
+    def timed_blend(profile, req):  # blends: how many, and how long the slow ones took
+        t0 = time.perf_counter()
+        try:
+            return counted_blend(profile, req)
+        finally:
+            dt = time.perf_counter() - t0
+            blends.append(dt)
+    views.counted_blend = timed_blend
 
     @app.task
     async def loop_lag() -> None:
@@ -181,13 +198,17 @@ def main() -> None:
             "t": time.time(), "streams": streams, "fetch": fetch,
             "loop_lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0), "n": len(s)},
             "slow": {k: [v[0], round(v[1], 3), round(v[2], 3)] for k, v in sorted(slow.items(), key=lambda kv: -kv[1][1])[:8]},
+            "blends_ms": {"n": len(blends), **({q: round(1000 * sorted(blends)[min(len(blends) - 1, int(f * len(blends)))], 2)
+                                              for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))} if blends else {})},
             "builds": {k: [v[0], round(v[1], 3), round(v[2], 4)] for k, v in sorted(builds.items())},
             "gc": {"collections": [g["collections"] for g in gc.get_stats()], "tracked": len(gc.get_objects()),
                    "frozen": gc.get_freeze_count(),
-                   "pauses": {g: [v[0], round(v[1], 3), round(v[2], 4)] for g, v in sorted(pauses.items())}}}))
+                   "pauses": {g: [v[0], round(v[1], 3), round(v[2], 4), round(v[3], 3), v[4]]
+                              for g, v in sorted(pauses.items())}}}))
         lags.clear()
         pauses.clear()
         builds.clear()
+        blends.clear()
 
     sys.argv = ["persona-worker", "--datadir", args.datadir, "worker", "--loglevel", "info"]
     if os.environ.get("TRACE_CPROFILE"):  # deterministic profile of the whole run, written at exit
