@@ -131,7 +131,11 @@ SPEC: dict[str, Any] = {
             "rating": {"type": "number"}, "reviews": {"type": "integer"}}},
         "Recommendations": {"type": "object", "required": ["user_id", "rec_id", "strategy", "fallback", "items"],
                             "properties": {
-            "user_id": {"type": "string"}, "rec_id": {"type": "string"}, "strategy": {"type": "string"},
+            "user_id": {"type": "string"},
+            "rec_id": {"type": "string", "description": "Identifies the list; send it with the select_item or add_to_cart "
+                       "that follows. The same question asked again while its answer is kept gets the same list "
+                       "and rec_id (one impression)."},
+            "strategy": {"type": "string"},
             "fallback": {"type": "boolean"}, "variant": {"type": "string"}, "intent": {"type": ["number", "null"]},
             "stage": {"type": ["string", "null"]}, "rules_fired": {"type": "array", "items": {"type": "string"}},
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Item"}}}},
