@@ -122,9 +122,7 @@ def main() -> None:
         for url in targets.values():  # warm up connections and caches
             loadgen(url, users, 50, 1, args.concurrency)
         quiet(worker.pid)
-        cpu0, t0 = common.cpu_seconds(worker.pid), time.perf_counter()
-        time.sleep(5)
-        print(f"persona worker idle (no requests, no events): {100 * (common.cpu_seconds(worker.pid) - cpu0) / (time.perf_counter() - t0):.0f} % of a core")
+        print(f"persona worker idle (no requests, no events): {100 * common.cores_used(worker.pid, 5):.0f} % of a core")
         rows, goal = [], None
         for rate in [float(r) for r in args.rates.split(",")]:
             for name, url in targets.items():
@@ -143,7 +141,8 @@ def main() -> None:
                 busy, cpu = m.stop(), common.cpu_seconds(pids[name]) - cpu0
                 wall = time.perf_counter() - t0
                 rows.append([name, f"{rate:.0f}", f"{r['throughput']:.0f}", r["p50_ms"], r["p90_ms"], r["p99_ms"],
-                             r["settled_p99_ms"], r["max_ms"], r["dropped"], sum(v for k, v in r["statuses"].items() if k != "200"),
+                             r["settled_p99_ms"], r["max_ms"], r["dropped"],
+                             sum(v for k, v in r["statuses"].items() if k != "200"),
                              f"{100 * cpu / wall:.0f} %",
                              f"{1000 * cpu / max(r['ok'], 1):.2f}",
                              f"{r['loadgen_cpu_s'] / wall * 100:.0f} %",
@@ -159,9 +158,10 @@ def main() -> None:
                                   "dropped", "errors", "server CPU", "server CPU ms per answer", "loadgen CPU",
                                   "machine CPU busy"]))
         print("(latency from when each request was due; 'p99 after 2 s' leaves out the requests due in the "
-              "step's first 2 s, when the answers kept before the step have expired; CPU shares of one core over the step, the persona worker's "
-              "includes ingesting the impressions its answers log; CPU ms per answer = the server's CPU time over "
-              "the step / answers, the figure that depends least on how busy the machine is)")
+              "step's first 2 s, when the answers kept before the step have expired; CPU shares of one core over "
+              "the step, the persona worker's includes ingesting the impressions its answers log; CPU ms per "
+              "answer = the server's CPU time over the step / answers, the figure that depends least on how busy "
+              "the machine is)")
         if args.profile:
             print(f"\npy-spy of the persona worker during its first step ({dep.dir / 'serving.collapsed'}):")
             print(common.hot_spots(dep.dir / "serving.collapsed", focus=(

@@ -126,6 +126,13 @@ def time_collections(phase: str, info: dict) -> None:
 gc.callbacks.append(time_collections)
 
 
+def milliseconds(seconds: list[float]) -> dict:
+    """p50 / p99 / max of durations, in milliseconds, and how many."""
+    s = sorted(seconds)
+    pct = lambda q: round(1000 * s[min(len(s) - 1, int(q * len(s)))], 2) if s else None  # noqa: E731
+    return {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0), "n": len(s)}
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--web-port", type=int, default=6066)
@@ -192,14 +199,11 @@ def main() -> None:
 
     @app.timer(args.every)
     async def report() -> None:
-        s = sorted(lags)
-        pct = lambda q: round(1000 * s[min(len(s) - 1, int(q * len(s)))], 2) if s else None  # noqa: E731
         log.warning("TRACE %s", json.dumps({
             "t": time.time(), "streams": streams, "fetch": fetch,
-            "loop_lag_ms": {"p50": pct(0.5), "p99": pct(0.99), "max": pct(1.0), "n": len(s)},
+            "loop_lag_ms": milliseconds(lags),
             "slow": {k: [v[0], round(v[1], 3), round(v[2], 3)] for k, v in sorted(slow.items(), key=lambda kv: -kv[1][1])[:8]},
-            "blends_ms": {"n": len(blends), **({q: round(1000 * sorted(blends)[min(len(blends) - 1, int(f * len(blends)))], 2)
-                                              for q, f in (("p50", 0.5), ("p99", 0.99), ("max", 1.0))} if blends else {})},
+            "blends_ms": milliseconds(blends),
             "builds": {k: [v[0], round(v[1], 3), round(v[2], 4)] for k, v in sorted(builds.items())},
             "gc": {"collections": [g["collections"] for g in gc.get_stats()], "tracked": len(gc.get_objects()),
                    "frozen": gc.get_freeze_count(),

@@ -105,12 +105,16 @@ launch() {
 }
 
 wait_serving() {
-  local n=$1
+  local n=$1 started
+  started=$(cat "$(pidfile "$n")")
   for _ in $(seq 1 360); do  # 3 minutes: a loaded 2-core machine starts three JVMs slowly
     if serving "$n" && grep -q "Kafka Server started" "$(log "$n")" 2>/dev/null; then
-      say "node $n up on 127.0.0.1:$(port "$n") (pid $(cat "$(pidfile "$n")"), log $(log "$n"))"; return 0
+      say "node $n up on 127.0.0.1:$(port "$n") (pid $started, log $(log "$n"))"; return 0
     fi
-    if ! running_pid "$n" >/dev/null; then
+    # the process itself, not running_pid: until nohup has exec'd java its command line is not
+    # the node's yet, and running_pid would take the new pid file for a stale one and delete it
+    if ! kill -0 "$started" 2>/dev/null; then
+      rm -f "$(pidfile "$n")"
       say "node $n exited while starting; last lines of $dir/node-$n.out and $(log "$n"):"
       tail -n 20 "$dir/node-$n.out" "$(log "$n")" >&2 || true; exit 1
     fi
