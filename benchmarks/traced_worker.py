@@ -73,6 +73,13 @@ Stream.events = events
 slow: dict[str, list] = defaultdict(lambda: [0, 0.0, 0.0])  # callback -> [count, seconds, longest]
 
 
+def tally(entry: list, seconds: float) -> None:
+    """Count one duration into ``[count, seconds, longest, ...]``."""
+    entry[0] += 1
+    entry[1] += seconds
+    entry[2] = max(entry[2], seconds)
+
+
 def _callback_name(handle) -> str:
     """A task's coroutine chain (outermost first, Faust's wrappers skipped), else the callback's name."""
     task = getattr(handle._callback, "__self__", None)
@@ -98,10 +105,7 @@ def trace_slow_callbacks(threshold: float) -> None:
         finally:
             dt = time.perf_counter() - t0
             if dt > threshold and threading.current_thread() is main:
-                entry = slow[_callback_name(self)]
-                entry[0] += 1
-                entry[1] += dt
-                entry[2] = max(entry[2], dt)
+                tally(slow[_callback_name(self)], dt)
     asyncio.events.Handle._run = timed
 Consumer._wait_next_records = wait_next_records
 blends: list[float] = []
@@ -115,10 +119,8 @@ def time_collections(phase: str, info: dict) -> None:
     if phase == "start":
         _gc_started[:] = time.perf_counter(), time.thread_time()
         return
-    dt, entry = time.perf_counter() - _gc_started[0], pauses[info["generation"]]
-    entry[0] += 1
-    entry[1] += dt
-    entry[2] = max(entry[2], dt)
+    entry = pauses[info["generation"]]
+    tally(entry, time.perf_counter() - _gc_started[0])
     entry[3] += time.thread_time() - _gc_started[1]
     entry[4] += info["collected"]
 
@@ -172,22 +174,19 @@ def main() -> None:
             try:
                 return build()
             finally:
-                entry = builds[str(name[0] if isinstance(name, tuple) else name)]
-                dt = time.perf_counter() - t0
-                entry[0], entry[1], entry[2] = entry[0] + 1, entry[1] + dt, max(entry[2], dt)
+                tally(builds[str(name[0] if isinstance(name, tuple) else name)], time.perf_counter() - t0)
         return cached(self, name, key, timed)
     Shop._cached = timed_build
     from persona.web import views
 
     counted_blend = views.counted_blend
 
-    def timed_blend(profile, req):  # blends: how many, and how long the slow ones took
+    def timed_blend(profile, req):  # how long each blended answer took
         t0 = time.perf_counter()
         try:
             return counted_blend(profile, req)
         finally:
-            dt = time.perf_counter() - t0
-            blends.append(dt)
+            blends.append(time.perf_counter() - t0)
     views.counted_blend = timed_blend
 
     @app.task
